@@ -1,0 +1,1 @@
+"""The deployables (ingest, aggregator, rater) and the infrastructure they run on."""

@@ -1,0 +1,1 @@
+"""The Faust aggregator: measurements in, per-series period totals and watermarks out."""

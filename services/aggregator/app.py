@@ -1,0 +1,93 @@
+"""The Faust app: declarations only (app, topics, tables). Behaviour is in worker.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, MutableMapping
+
+import faust
+
+from services.infra import topics
+from services.infra.partitioning import table_partitioner
+from services.settings import Settings
+
+
+@dataclass
+class Declarations:
+    app: faust.App
+    measurements: Any
+    period_totals: Any
+    dead_letters: Any
+    series: Any  # series table key -> folding state
+    seen: Any  # dedup key -> [first offset, event time]
+    marks: Any  # customer -> closing marks
+    clock: Any  # partition key -> {"max_event_time": iso}
+
+
+class StrKeyed(MutableMapping[str, Any]):
+    """A Faust table seen through str keys (stored as UTF-8 bytes)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.table.get(key.encode())
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        value = self.table.get(key.encode())
+        return default if value is None else value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode() if isinstance(k, bytes) else str(k) for k in list(self.table.keys()))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def declare(settings: Settings, bootstrap: str) -> Declarations:
+    app = faust.App(
+        f"{settings.consumer_group_prefix}-aggregator",
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        producer_partitioner=table_partitioner,
+        producer_acks=-1,
+        producer_max_request_size=4 * 1024 * 1024,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        web_enabled=True,
+        web_host=settings.http_host,
+        web_port=settings.aggregator_port,
+        web_bind="127.0.0.1" if settings.http_host == "127.0.0.1" else "0.0.0.0",
+        table_cleanup_interval=3600.0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    measurements = app.topic(topics.name(settings, topics.MEASUREMENTS), **raw)
+    period_totals = app.topic(topics.name(settings, topics.PERIOD_TOTALS), **raw)
+    dead_letters = app.topic(topics.name(settings, topics.DEAD_LETTERS), **raw)
+
+    def table(name: str) -> Any:
+        # use_partitioner: the table key (customer first) picks the changelog partition
+        # through table_partitioner, so state is co-partitioned with the customer's
+        # measurements however (and from wherever) it is written.
+        # Keys are raw bytes (key_type=bytes) so the partitioner sees the customer name
+        # itself, not its JSON encoding; values are JSON.
+        table = app.Table(name, default=None, key_type=bytes, use_partitioner=True, partitions=settings.partitions)
+        return StrKeyed(table)
+
+    return Declarations(
+        app=app, measurements=measurements, period_totals=period_totals, dead_letters=dead_letters,
+        series=table("series"), seen=table("seen"), marks=table("marks"), clock=table("clock"),
+    )

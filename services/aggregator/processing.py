@@ -1,0 +1,173 @@
+"""One batch of measurement records -> table updates, ClickHouse rows, dead letters.
+
+The state lives in mutable mappings (Faust tables in production, dicts in unit tests).
+Order of checks per record, and why:
+1. decode and validate; anything that can never succeed goes to the dead-letter list;
+2. dedup by (customer, meter, id): the first offset that carried an id owns it, so a
+   replay of that very record is not mistaken for a duplicate;
+3. fold into the series state unless its `applied` offset shows it is already in.
+Every series touched (even by a replay) is marked dirty, so its absolute total is
+rewritten to ClickHouse after a crash that happened between the table and the store.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, MutableMapping
+
+from pydantic import ValidationError
+
+from services.infra.partitioning import SEPARATOR
+from shared.catalog import Catalog
+from shared.folding import empty_state, fold
+from shared.models import Measurement
+from shared.models.json_types import format_utc
+from shared.periods import period_containing
+from shared.resolution import Fact, Limits, resolve
+
+SEP = SEPARATOR.decode()
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: Record
+    reason: str
+
+
+@dataclass
+class BatchResult:
+    raw_rows: list[list[Any]] = field(default_factory=list)
+    dirty_series: set[str] = field(default_factory=set)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicates: int = 0
+    folded: int = 0
+    late_periods: set[tuple[str, str, int]] = field(default_factory=set)  # customer, sub key, index
+    max_event_time: dict[int, datetime] = field(default_factory=dict)
+
+
+def series_table_key(customer: str, meter: str, series: str, period_start: datetime) -> str:
+    return SEP.join([customer, meter, series, format_utc(period_start)])
+
+
+def parse_series_table_key(key: str) -> tuple[str, str, str, str]:
+    customer, meter, series, start = key.split(SEP)
+    return customer, meter, series, start
+
+
+def dedup_key(customer: str, meter: str, measurement_id: str) -> str:
+    return SEP.join([customer, meter, measurement_id])
+
+
+@dataclass
+class Processor:
+    catalog: Callable[[], Catalog]
+    refresh_catalog: Callable[[], None]
+    limits: Limits
+    series: MutableMapping[str, Any]  # series table key -> folding state (+ period bounds)
+    seen: MutableMapping[str, Any]  # dedup key -> [first offset, event time iso]
+    closed_through: Callable[[str, str], int]  # (customer, subscription key) -> next unclosed index
+
+    def process(self, records: list[Record]) -> BatchResult:
+        result = BatchResult()
+        for record in records:
+            facts_or_reason = self._facts(record)
+            if isinstance(facts_or_reason, str):
+                result.dead_letters.append(DeadLetter(record, facts_or_reason))
+                continue
+            for fact in facts_or_reason:
+                self._apply(record, fact, result)
+        return result
+
+    def _facts(self, record: Record) -> list[Fact] | str:
+        if record.value is None:
+            return "value: empty record (a measurement JSON object is required)"
+        try:
+            measurement = Measurement.model_validate_json(record.value)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "measurement"
+            return f"{where}: {first['msg']}"
+        facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits)
+        if problems and any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems):
+            # Another service may have just added the entity: catch up once, then judge.
+            self.refresh_catalog()
+            facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits)
+        if problems:
+            return "; ".join(f"{f}: {r}" for f, r in problems)
+        customer = facts[0].customer_name
+        if record.key is None or record.key.decode(errors="replace") != customer:
+            return f"key: must be the customer name {customer!r} (records of a customer share a partition)"
+        return facts
+
+    def _apply(self, record: Record, fact: Fact, result: BatchResult) -> None:
+        catalog = self.catalog()
+        subscription = catalog.subscription_at(fact.customer_name, fact.time)
+        assert subscription is not None  # resolve() refuses a fact no subscription covers
+        plan = catalog.price_plans[subscription.price_plan_name]
+        period = period_containing(subscription.start_time, plan.period, fact.time, subscription.end_time)
+        meter = fact.meter
+        seen_key = dedup_key(fact.customer_name, meter.name, fact.measurement.id)
+        first = self.seen.get(seen_key)
+        if first is not None and first[0] != record.offset:
+            result.duplicates += 1
+            return
+        if first is None:
+            self.seen[seen_key] = [record.offset, format_utc(fact.time)]
+        key = series_table_key(fact.customer_name, meter.name, fact.series, period.start)
+        state = self.series.get(key)
+        state = dict(state) if state is not None else {**empty_state(), "end": format_utc(period.end)}
+        if fold(state, meter, fact.value, record.offset):
+            self.series[key] = state
+            result.folded += 1
+            if period.index < self.closed_through(fact.customer_name, subscription.key):
+                result.late_periods.add((fact.customer_name, subscription.key, period.index))
+        result.dirty_series.add(key)
+        value = fact.value if isinstance(fact.value, Decimal) else Decimal(0)
+        result.raw_rows.append(
+            [
+                fact.customer_name, meter.name, fact.measurement.id, fact.series, value,
+                fact.value if isinstance(fact.value, str) else "", fact.time,
+                dict(fact.measurement.labels), fact.measurement.reset_total,
+                record.topic, record.partition, record.offset,
+            ]
+        )
+        current = result.max_event_time.get(record.partition)
+        if current is None or fact.time > current:
+            result.max_event_time[record.partition] = fact.time
+
+
+RAW_COLUMNS = [
+    "customer_name", "meter_name", "id", "series", "value", "string_value", "event_time",
+    "labels", "reset_total", "topic", "partition", "offset",
+]
+
+
+def expire_before(now: datetime, window: timedelta) -> str:
+    return format_utc(now.astimezone(timezone.utc) - window)
+
+
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    r = letter.record
+    return [
+        ("reason", letter.reason.encode()),
+        ("original_topic", r.topic.encode()),
+        ("original_partition", str(r.partition).encode()),
+        ("original_offset", str(r.offset).encode()),
+    ]
+
+
+def dump_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()

@@ -1,0 +1,232 @@
+"""Composition root of the aggregator: wires catalog, tables, store and Kafka together.
+
+Agents never let an exception escape: Faust would ack the batch and move on. A record
+that can never be processed is dead-lettered; anything else (ClickHouse down after
+retries, a bug) stops the process with a non-zero code *before* the batch is acked,
+so the records are read again after the restart and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import faust
+from aiohttp.web import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from services.aggregator.app import Declarations, declare
+from services.aggregator.closing import Closer, SeriesIndex, Watermarks
+from services.aggregator.invoice_store import InvoiceStore
+from services.aggregator.processing import (
+    DeadLetter,
+    Processor,
+    Record,
+    dead_letter_headers,
+    parse_series_table_key,
+)
+from services.aggregator.writer import StoreWriter, total_row
+from services.infra import queries, topics
+from services.infra.catalog_view import CatalogView
+from services.infra.clickhouse_store import apply_migrations, connect
+from services.infra.partitioning import partition_key
+from services.settings import Settings
+from shared.models.json_types import format_utc
+from shared.resolution import Limits
+
+log = logging.getLogger("metering.aggregator")
+
+EVENTS = Counter("metering_aggregator_events_total", "Measurement records read", ["outcome"])
+PERIODS = Counter("metering_aggregator_period_events_total", "PeriodTotals emitted", ["reason"])
+
+BATCH_SIZE = 2000
+BATCH_WITHIN_SECONDS = 0.2
+EXIT_STORE_FAILURE = 70
+
+
+def fatal(message: str) -> None:
+    """Stop at once, without acking: the records are processed again after restart."""
+    log.critical("%s; stopping the worker so nothing is acked", message, exc_info=True)
+    logging.shutdown()
+    os._exit(EXIT_STORE_FAILURE)
+
+
+def build(settings: Settings, bootstrap: str) -> Declarations:
+    d = declare(settings, bootstrap)
+    app = d.app
+    client = connect(settings)
+    apply_migrations(client)
+    writer = StoreWriter(client)
+    view = CatalogView(settings, bootstrap)
+    invoices = InvoiceStore(
+        bootstrap, topics.name(settings, topics.INVOICES),
+        f"{settings.consumer_group_prefix}-invoice-store", writer,
+    )
+    started = datetime.now(timezone.utc)
+    index = SeriesIndex()
+    watermarks = Watermarks(
+        lateness=timedelta(seconds=settings.allowed_lateness_seconds),
+        idle=timedelta(seconds=settings.idle_seconds),
+    )
+    closer = Closer(
+        catalog=lambda: view.catalog, series=d.series, marks=d.marks, index=index,
+        watermarks=watermarks, grace=timedelta(seconds=settings.grace_seconds),
+        partitions=settings.partitions, started=started,
+    )
+    processor = Processor(
+        catalog=lambda: view.catalog,
+        refresh_catalog=lambda: view.sync(10.0) and None,
+        limits=Limits(
+            max_future=timedelta(seconds=settings.max_future_seconds),
+            dedup_window=timedelta(days=settings.dedup_window_days),
+        ),
+        series=d.series, seen=d.seen, closed_through=closer.closed_through,
+    )
+    measurements_topic = topics.name(settings, topics.MEASUREMENTS)
+    state = {"index_ready": False}
+
+    @app.task
+    async def start_side_services() -> None:
+        view.start()
+        invoices.start()
+
+    @app.agent(d.measurements)
+    async def fold_measurements(stream: Any) -> None:
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+            try:
+                await handle_batch(events)
+            except BaseException:
+                fatal("measurement batch failed")
+
+    async def handle_batch(events: list[Any]) -> None:
+        ensure_index()
+        now = datetime.now(timezone.utc)
+        records = [_record(e.message) for e in events]
+        result = processor.process(records)
+        for letter in result.dead_letters:
+            await send_dead_letter(letter)
+        for customer, sub_key, period_index in result.late_periods:
+            closer.mark_late(customer, sub_key, period_index)
+        for record in records:
+            watermarks.observe(record.partition, result.max_event_time.get(record.partition), now)
+        totals = []
+        for key in result.dirty_series:
+            index.add(key)
+            customer, meter, series, start = parse_series_table_key(key)
+            state_ = d.series[key]
+            totals.append(total_row(customer, meter, series, _parse(start), _parse(state_["end"]), state_))
+        marks = []
+        for partition, event_time in result.max_event_time.items():
+            clock_key = partition_key(partition)
+            previous = d.clock.get(clock_key)
+            if previous is None or _parse(previous["max_event_time"]) < event_time:
+                d.clock[clock_key] = {"max_event_time": format_utc(event_time)}
+            top = watermarks.max_event_time[partition]
+            version = max(r.offset for r in records if r.partition == partition)
+            mark = watermarks.watermark(partition, now, started) or top
+            marks.append([measurements_topic, partition, top, mark, version])
+        writer.write_raw(result.raw_rows)
+        writer.write_totals(totals)
+        writer.write_watermarks(marks)
+        EVENTS.labels("duplicate").inc(result.duplicates)
+        EVENTS.labels("folded").inc(result.folded)
+        EVENTS.labels("dead_lettered").inc(len(result.dead_letters))
+
+    async def send_dead_letter(letter: DeadLetter) -> None:
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s", letter.record.topic, letter.record.partition,
+            letter.record.offset, letter.reason,
+        )
+        await d.dead_letters.send(
+            key=letter.record.key, value=letter.record.value, headers=dead_letter_headers(letter)
+        )
+
+    def ensure_index() -> None:
+        if not state["index_ready"]:
+            index.rebuild(list(d.series.keys()))
+            for key, value in d.clock.items():
+                partition = int(str(key).rsplit(":", 1)[1])
+                watermarks.observe(partition, _parse(value["max_event_time"]), started)
+            state["index_ready"] = True
+
+    @app.timer(interval=0.5)
+    async def close_periods() -> None:
+        if app.rebalancing or not view.ready:
+            return
+        try:
+            ensure_index()
+            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == measurements_topic}
+            for event in closer.tick(owned, datetime.now(timezone.utc)):
+                PERIODS.labels(event.reason).inc()
+                log.info(
+                    "period %s %s..%s of %s: %s", event.reason, format_utc(event.period_start),
+                    format_utc(event.period_end), event.customer_name, event.totals,
+                )
+                await d.period_totals.send(
+                    key=event.customer_name.encode(), value=event.model_dump_json().encode()
+                )
+        except BaseException:
+            fatal("period close failed")
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        checks = {
+            "catalog": view.ready,
+            "store": writer.ping(),
+            "invoice_store": invoices.failed is None,
+            "assigned": not app.rebalancing and bool(app.assignor.assigned_actives()),
+        }
+        status = 200 if all(checks.values()) else 503
+        return web.json({"ready": status == 200, "checks": checks}, status=status)
+
+    @app.page("/store/totals")
+    async def store_totals(web: Any, request: Any) -> Any:
+        customer = request.query.get("customer_name", "")
+        return web.json(writer.read(lambda c: queries.period_totals(c, customer)))
+
+    @app.page("/store/invoices")
+    async def store_invoices(web: Any, request: Any) -> Any:
+        customer = request.query.get("customer_name", "")
+        return web.json(writer.read(lambda c: queries.invoices(c, customer)))
+
+    @app.page("/store/measurements/count")
+    async def store_measurement_count(web: Any, request: Any) -> Any:
+        customer = request.query.get("customer_name", "")
+        return web.json({"count": writer.read(lambda c: queries.measurement_count(c, customer))})
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.on_before_shutdown.connect
+    async def stop_side_services(app_: Any, **kwargs: Any) -> None:
+        invoices.stop()
+        view.stop()
+
+    return d
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _record(message: Any) -> Record:
+    timestamp = datetime.fromtimestamp(message.timestamp, tz=timezone.utc)
+    return Record(
+        topic=message.topic, partition=message.partition, offset=message.offset,
+        key=message.key, value=message.value, timestamp=timestamp,
+    )
+
+
+def run(settings: Settings, bootstrap: str) -> None:
+    declarations = build(settings, bootstrap)
+    worker = faust.Worker(declarations.app, loglevel="WARNING", quiet=True, override_logging=False)
+    sys.argv = sys.argv[:1]
+    worker.execute_from_commandline()

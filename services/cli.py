@@ -1,0 +1,179 @@
+"""`metering`: one command for every deployable and operator task."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.settings import Settings
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+        stream=sys.stderr,
+    )
+    for noisy in ("aiokafka", "faust", "mode", "httpx", "uvicorn.access", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _bootstrap(settings: Settings) -> str:
+    if settings.kafka_bootstrap_servers is None:
+        raise SystemExit("KAFKA_BOOTSTRAP_SERVERS is required to run a single service (`metering up` starts a local broker)")
+    return settings.kafka_bootstrap_servers
+
+
+def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
+    from services.infra.stack import Stack
+
+    settings.require_api_key()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stack = Stack(settings)
+    try:
+        stack.start()
+        logging.getLogger("metering").info(
+            "pipeline ready: ingest %s, broker %s; Ctrl-C stops", stack.ingest_url, stack.bootstrap
+        )
+        stop.wait()
+    finally:
+        stack.stop()
+    return 0
+
+
+def cmd_demo(settings: Settings, _: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    return run_demo(settings)
+
+
+def cmd_ingest(settings: Settings, _: argparse.Namespace) -> int:
+    from services.ingest.main import run
+
+    settings.require_api_key()
+    run(settings, _bootstrap(settings))
+    return 0
+
+
+def cmd_aggregator(settings: Settings, _: argparse.Namespace) -> int:
+    from services.aggregator.worker import run
+
+    run(settings, _bootstrap(settings))
+    return 0
+
+
+def cmd_rater(settings: Settings, _: argparse.Namespace) -> int:
+    from services.rater.main import run
+
+    run(settings, _bootstrap(settings))
+    return 0
+
+
+def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    from services.infra.kafka_broker import LocalKafkaBroker, fetch_jars
+
+    if args.action == "fetch":
+        print(fetch_jars())
+        return 0
+    broker = LocalKafkaBroker(settings.data_dir / "kafka", port=args.port).start()
+    print(f"Kafka broker at {broker.bootstrap_servers}; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
+    from services.infra.catalog_view import CatalogView, publish
+    from services.infra.topics import ensure_topics
+    from shared.catalog import entities, entity_problems, MODELS
+    from pydantic import ValidationError
+    from shared.catalog import pydantic_problems
+
+    bootstrap = _bootstrap(settings)
+    ensure_topics(settings, bootstrap)
+    document = _load(Path(args.file))
+    view = CatalogView(settings, bootstrap).start()
+    try:
+        catalog = view.catalog
+        problems: list[tuple[str, str]] = []
+        changes: list[Any] = []
+        for kind in ("meters", "price_plans", "customers", "subscriptions"):
+            for index, raw in enumerate(document.get(kind) or []):
+                try:
+                    entity = MODELS[kind].model_validate(raw)
+                except ValidationError as error:
+                    problems.extend(pydantic_problems(f"{kind}[{index}]", error))
+                    continue
+                found = entity_problems(catalog, entity)
+                problems.extend((f"{kind}[{index}].{p}", r) for p, r in found)
+                if not found:
+                    catalog.put(entity)
+        if problems:
+            for path, reason in problems:
+                print(f"{path}: {reason}", file=sys.stderr)
+            return 1
+        changes = list(entities(catalog))
+        publish(settings, bootstrap, changes)
+        print(f"applied {len(changes)} catalog entities")
+    finally:
+        view.stop()
+    return 0
+
+
+def _load(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise SystemExit(f"{path}: a catalog is a mapping of meters, price_plans, customers, subscriptions")
+    return data
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from services.infra.clickhouse_store import apply_migrations, connect
+
+    applied = apply_migrations(connect(settings))
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="metering", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run the whole pipeline in the foreground").set_defaults(func=cmd_up)
+    sub.add_parser("demo", help="run the pipeline on a demo catalog and print invoices").set_defaults(func=cmd_demo)
+    sub.add_parser("ingest", help="run the ingest HTTP service").set_defaults(func=cmd_ingest)
+    sub.add_parser("aggregator", help="run one Faust aggregator worker").set_defaults(func=cmd_aggregator)
+    sub.add_parser("rater", help="run the rater").set_defaults(func=cmd_rater)
+    kafka = sub.add_parser("kafka", help="fetch or run the local Kafka broker")
+    kafka.add_argument("action", choices=["fetch", "start"])
+    kafka.add_argument("--port", type=int, default=9092)
+    kafka.set_defaults(func=cmd_kafka)
+    catalog = sub.add_parser("catalog", help="apply a catalog file (YAML or JSON)")
+    catalog.add_argument("action", choices=["apply"])
+    catalog.add_argument("file")
+    catalog.set_defaults(func=cmd_catalog)
+    sub.add_parser("migrate", help="apply ClickHouse migrations").set_defaults(func=cmd_migrate)
+    args = parser.parse_args(argv)
+    _configure_logging()
+    settings = Settings()
+    result: int = args.func(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Adapters to the outside world shared by the services: Kafka, ClickHouse, processes."""

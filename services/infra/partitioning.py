@@ -1,0 +1,37 @@
+"""Which partition a key lands in: murmur2, identical to Kafka's Java default partitioner.
+
+All producers (confluent-kafka with `partitioner=murmur2_random`, aiokafka/Faust with
+this function) must agree, so that a customer's measurements, its table state and its
+period events share one partition number and one worker owns all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from aiokafka.partitioner import murmur2
+
+SEPARATOR = b"\x1f"
+# Keys that name a partition directly (per-partition state such as the watermark).
+PARTITION_PREFIX = b"\x00partition:"
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def customer_partition(customer: str, partitions: int) -> int:
+    return partition_for(customer.encode(), partitions)
+
+
+def partition_key(partition: int) -> str:
+    return (PARTITION_PREFIX + str(partition).encode()).decode()
+
+
+def table_partitioner(key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+    """Faust's producer partitioner: a table key 'customer<US>...' goes with its customer."""
+    if key is None:
+        return all_partitions[0]
+    if key.startswith(PARTITION_PREFIX):
+        return int(key[len(PARTITION_PREFIX):]) % len(all_partitions)
+    return partition_for(key.split(SEPARATOR, 1)[0], len(all_partitions))

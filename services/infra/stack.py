@@ -1,0 +1,143 @@
+"""The whole pipeline on one machine: broker (unless configured), topics, three services.
+
+Used by `metering up` (foreground until Ctrl-C/SIGTERM), by `metering demo` and by the
+end-to-end tests. Each service is its own process, exactly as in production; a service
+that exits unexpectedly is restarted with backoff. Stop order: ingest (no new input),
+rater, aggregator, then the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from services.infra.kafka_broker import LocalKafkaBroker
+from services.infra.processes import spawn, terminate
+from services.infra.topics import ensure_topics
+from services.settings import Settings, settings_env
+
+log = logging.getLogger("metering.stack")
+
+SERVICES = ("aggregator", "rater", "ingest")
+STOP_ORDER = ("ingest", "rater", "aggregator")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    log_dir: Path | None = None  # None: children write to this terminal
+    broker: LocalKafkaBroker | None = None
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _watcher: threading.Thread | None = None
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.settings.kafka_bootstrap_servers is not None
+        return self.settings.kafka_bootstrap_servers
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    @property
+    def aggregator_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.aggregator_port}"
+
+    def start(self, timeout: float = 180.0) -> "Stack":
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> "Stack":
+        if self.settings.kafka_bootstrap_servers is None:
+            self.broker = LocalKafkaBroker(self.settings.data_dir / "kafka").start()
+            self.settings = self.settings.model_copy(
+                update={"kafka_bootstrap_servers": self.broker.bootstrap_servers}
+            )
+        ensure_topics(self.settings, self.bootstrap)
+        peers = [f"http://127.0.0.1:{self.settings.aggregator_port}/readyz",
+                 f"http://127.0.0.1:{self.settings.rater_port}/readyz"]
+        self.settings = self.settings.model_copy(update={"ready_peers": ",".join(peers)})
+        for name in SERVICES:
+            self.children[name] = self._spawn(name)
+        self.wait_ready(timeout)
+        self._watcher = threading.Thread(target=self._watch, name="stack-watch", daemon=True)
+        self._watcher.start()
+        return self
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **settings_env(self.settings)}
+        out: int | None = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.log_dir / f"{name}.log", "ab")
+            self._logs.append(handle)
+            out = handle.fileno()
+        return spawn([sys.executable, "-m", "services.cli", name], env=env, stdout=out, stderr=out)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"{self.ingest_url}/readyz"
+        last = "no answer"
+        while time.monotonic() < deadline:
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {child.returncode} while starting")
+            try:
+                response = httpx.get(url, timeout=3.0)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as error:
+                last = str(error)
+            time.sleep(0.5)
+        raise RuntimeError(f"pipeline not ready after {timeout:.0f}s: {last}")
+
+    def _watch(self) -> None:
+        backoff: dict[str, float] = {}
+        while not self._stopping.wait(1.0):
+            for name, child in list(self.children.items()):
+                code = child.poll()
+                if code is None or self._stopping.is_set():
+                    continue
+                delay = backoff.get(name, 1.0)
+                log.error("%s exited with code %s; restarting in %.0fs", name, code, delay)
+                if self._stopping.wait(delay):
+                    return
+                backoff[name] = min(delay * 2, 30.0)
+                self.children[name] = self._spawn(name)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        for name in STOP_ORDER:
+            child = self.children.pop(name, None)
+            if child is not None:
+                code = terminate(child, timeout=30)
+                log.info("%s stopped (code %s)", name, code)
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        for handle in self._logs:
+            handle.close()
+        self._logs.clear()
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

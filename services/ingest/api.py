@@ -1,0 +1,175 @@
+"""The ingest HTTP API (FastAPI): measurements in, health and metrics out.
+
+A batch is judged as a whole: any invalid measurement fails the request with an error
+per failing index and nothing is produced. A 202 is sent only after the broker
+acknowledged every record (acks=all), so an accepted measurement is never lost.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from services.infra import topics
+from services.infra.catalog_view import CatalogView
+from services.ingest.publisher import Publisher, Unavailable
+from services.ingest.validation import BodyError, FieldError, judge, parse_body, parse_measurement
+from services.settings import Settings
+from shared.models import Measurement
+from shared.resolution import Fact, Limits
+
+log = logging.getLogger("metering.ingest")
+
+REQUESTS = Counter("metering_ingest_requests_total", "HTTP requests", ["route", "status"])
+EVENTS = Counter("metering_ingest_events_total", "Measurements by outcome", ["outcome"])
+DELIVERY = Histogram("metering_ingest_kafka_delivery_seconds", "Time from produce to broker ack per batch")
+QUEUE = Gauge("metering_ingest_producer_queue_depth", "Records waiting in the producer queue")
+
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
+RETRY_AFTER_SECONDS = "5"
+
+
+def create_app(
+    settings: Settings, view: CatalogView, publisher: Publisher, peers: list[str] | None = None
+) -> FastAPI:
+    app = FastAPI(title="metering ingest", version="0.1.0")
+    topic = topics.name(settings, topics.MEASUREMENTS)
+    limits = Limits(
+        max_future=timedelta(seconds=settings.max_future_seconds),
+        dedup_window=timedelta(days=settings.dedup_window_days),
+    )
+    api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if api_key is not None and request.url.path not in OPEN_PATHS:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key):
+                return JSONResponse(
+                    {"error": "unauthorized", "reason": "a valid 'Authorization: Bearer <key>' header is required"},
+                    status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await call_next(request)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            raise BodyTooLarge()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_body_bytes:
+                raise BodyTooLarge()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def accept(raw_items: list[Any], route: str, single: bool) -> Response:
+        received_at = datetime.now(timezone.utc)
+        parsed: list[Measurement] = []
+        errors: list[FieldError] = []
+        for index, raw in enumerate(raw_items):
+            measurement, problems = parse_measurement(raw, None if single else index)
+            errors.extend(problems)
+            if measurement is not None:
+                parsed.append(measurement)
+        if not errors:
+            facts, errors = judge(parsed, view.catalog, received_at, limits)
+            if errors and any(e.field in ("customer_name", "meter_name", "event_name") for e in errors):
+                view.sync(5.0)  # a catalog change may be in flight; judge again once
+                facts, errors = judge(parsed, view.catalog, received_at, limits)
+        if errors:
+            EVENTS.labels("rejected").inc(len(raw_items))
+            if single:
+                errors = [FieldError(None, e.field, e.reason) for e in errors]
+            return _respond(route, 400, {"error": "invalid measurements", "errors": [e.as_json() for e in errors]})
+        records = [_record(m, f, received_at) for m, f in zip(parsed, facts)]
+        try:
+            with DELIVERY.time():
+                await publisher.publish(topic, records)
+        except Unavailable as error:
+            log.warning("broker unavailable: %s", error)
+            EVENTS.labels("unavailable").inc(len(records))
+            return _respond(
+                route, 503, {"error": "unavailable", "reason": "the event broker did not acknowledge; retry"},
+                {"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        finally:
+            QUEUE.set(publisher.queue_depth())
+        EVENTS.labels("accepted").inc(len(records))
+        return _respond(route, 202, {"accepted": len(records)})
+
+    @app.post("/measurements/batch", status_code=202)
+    async def post_batch(request: Request) -> Response:
+        try:
+            body = parse_body(await read_body(request))
+        except BodyTooLarge:
+            return _respond("batch", 413, {"error": "body too large", "limit_bytes": settings.max_body_bytes})
+        except BodyError as error:
+            return _respond("batch", 400, {"error": "invalid body", "errors": [{"field": "body", "reason": str(error)}]})
+        if not isinstance(body, list):
+            return _respond("batch", 400, {"error": "invalid body", "errors": [{"field": "body", "reason": "must be a JSON array of measurements"}]})
+        if len(body) > settings.batch_limit:
+            return _respond("batch", 413, {"error": "batch too large", "errors": [{"field": "body", "reason": f"at most {settings.batch_limit} measurements per batch"}]})
+        return await accept(body, "batch", single=False)
+
+    @app.post("/measurements", status_code=202)
+    async def post_one(request: Request) -> Response:
+        try:
+            body = parse_body(await read_body(request))
+        except BodyTooLarge:
+            return _respond("one", 413, {"error": "body too large", "limit_bytes": settings.max_body_bytes})
+        except BodyError as error:
+            return _respond("one", 400, {"error": "invalid body", "errors": [{"field": "body", "reason": str(error)}]})
+        return await accept([body], "one", single=True)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        checks = {"broker": publisher.broker_reachable(), "catalog": view.ready}
+        for url in peers or []:
+            checks[url] = await _peer_ready(url)
+        status = 200 if all(checks.values()) else 503
+        return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        QUEUE.set(publisher.queue_depth())
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _record(measurement: Measurement, facts: list[Fact], received_at: datetime) -> tuple[bytes, bytes]:
+    # Normalised on the way in: the resolved customer and the effective time are
+    # written into the record, so every later reader sees the same facts.
+    customer = facts[0].customer_name
+    normalised = measurement.model_copy(update={"customer_name": customer, "time": measurement.time or received_at})
+    return customer.encode(), normalised.model_dump_json(exclude_none=True).encode()
+
+
+def _respond(route: str, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    REQUESTS.labels(route, str(status)).inc()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _peer_ready(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            return (await client.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,24 @@
+"""Composition root of the ingest service."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.infra.catalog_view import CatalogView
+from services.ingest.api import create_app
+from services.ingest.publisher import Publisher
+from services.settings import Settings
+
+
+def run(settings: Settings, bootstrap: str) -> None:
+    view = CatalogView(settings, bootstrap).start()
+    publisher = Publisher(bootstrap)
+    peers = [url for url in settings.ready_peers.split(",") if url]
+    app = create_app(settings, view, publisher, peers)
+    try:
+        # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes in-flight
+        # requests (each waits for its delivery reports), then returns here.
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
+    finally:
+        publisher.close()
+        view.stop()

@@ -1,0 +1,105 @@
+"""Produces measurements to Kafka and resolves only when the broker acknowledged all.
+
+confluent-kafka delivers reports on a poll thread; each batch gets one asyncio future
+that completes when every record of the batch has its report (success or the first
+failure). The producer is idempotent with acks=all, so a broker retry never
+duplicates, and a client retry is absorbed by the measurement id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+MAX_QUEUE = 500_000
+
+
+class Unavailable(Exception):
+    """The broker cannot take the batch now; the client should retry later."""
+
+
+@dataclass
+class _Batch:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+    pending: int
+    failed: bool = False
+
+
+class Publisher:
+    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 15000) -> None:
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                # Same partition for a key as Kafka's Java clients and Faust (aiokafka).
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": MAX_QUEUE,
+                "message.timeout.ms": delivery_timeout_ms,
+            }
+        )
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+
+    def queue_depth(self) -> int:
+        return len(self._producer)
+
+    def broker_reachable(self, timeout: float = 2.0) -> bool:
+        try:
+            metadata = self._producer.list_topics(timeout=timeout)
+            return bool(metadata.brokers)
+        except Exception:
+            return False
+
+    async def publish(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """Produce all records; return once all are acknowledged, else raise Unavailable."""
+        if not records:
+            return
+        if len(self._producer) + len(records) > MAX_QUEUE:
+            raise Unavailable("producer queue is full")
+        loop = asyncio.get_running_loop()
+        batch = _Batch(loop, loop.create_future(), len(records))
+
+        def on_delivery(error: KafkaError | None, _message: Any) -> None:
+            if error is not None and not batch.failed:
+                batch.failed = True
+                loop.call_soon_threadsafe(_settle, batch.future, Unavailable(str(error)))
+                return
+            batch.pending -= 1  # only this poll thread touches pending
+            if batch.pending == 0 and not batch.failed:
+                loop.call_soon_threadsafe(_settle, batch.future, None)
+
+        try:
+            for key, value in records:
+                self._producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+        except BufferError as error:
+            # Records already queued will still be delivered; the client's retry is
+            # deduplicated by measurement id, so reporting failure here is safe.
+            raise Unavailable("producer queue is full") from error
+        await batch.future
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._producer.flush(timeout)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -1,0 +1,65 @@
+"""Judging a request body: every problem of every measurement, by index and field."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.catalog import Catalog
+from shared.models import Measurement
+from shared.resolution import Fact, Limits, resolve
+
+
+@dataclass(frozen=True)
+class FieldError:
+    index: int | None
+    field: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.index is not None:
+            out = {"index": self.index, **out}
+        return out
+
+
+def parse_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BodyError(f"body is not valid JSON: {error}") from error
+
+
+class BodyError(Exception):
+    pass
+
+
+def parse_measurement(raw: Any, index: int | None) -> tuple[Measurement | None, list[FieldError]]:
+    try:
+        return Measurement.model_validate(raw), []
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            loc = ".".join(str(p) for p in item["loc"]) or "measurement"
+            message = item["msg"]
+            if message.startswith("Value error, "):
+                message = message[len("Value error, "):]
+            if item["type"] == "extra_forbidden":
+                message = "is not a field of a measurement"
+            problems.append(FieldError(index, loc, message))
+        return None, problems
+
+
+def judge(
+    measurements: list[Measurement], catalog: Catalog, received_at: datetime, limits: Limits, offset: int = 0
+) -> tuple[list[list[Fact]], list[FieldError]]:
+    all_facts, errors = [], []
+    for index, measurement in enumerate(measurements):
+        facts, problems = resolve(measurement, catalog, received_at, limits)
+        all_facts.append(facts)
+        errors.extend(FieldError(index + offset, field, reason) for field, reason in problems)
+    return all_facts, errors

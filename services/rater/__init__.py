@@ -1,0 +1,1 @@
+"""The rater: prices closed periods and publishes invoice events exactly once."""

@@ -1,0 +1,27 @@
+"""Composition root of the rater."""
+
+from __future__ import annotations
+
+import signal
+
+
+from services.rater.service import Rater, serve_health
+from services.settings import Settings
+
+
+def run(settings: Settings, bootstrap: str) -> None:
+    rater = Rater(settings, bootstrap)
+    server = serve_health(rater, settings.http_host, settings.rater_port)
+
+    def stop(*_: object) -> None:
+        rater.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        rater.run()
+    finally:
+        server.shutdown()
+
+
+

@@ -1,0 +1,187 @@
+"""The rater's loop: consume PeriodTotals, publish invoices, exactly once.
+
+Consume-transform-produce in Kafka transactions: the invoice records and the consumer
+offsets of the PeriodTotals that caused them commit together, or not at all. A fixed
+`transactional.id` fences a zombie instance. Re-runs and replays are absorbed by the
+ledger (rebuilt from the invoices topic at start): an unchanged period rates to no
+difference, so nothing new is published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import ValidationError
+
+from services.infra import topics
+from services.infra.catalog_view import CatalogView
+from services.rater.invoicing import UnknownPlan, invoice_for
+from services.rater.ledger import Ledger
+from shared.models.invoice import Invoice, PeriodTotals
+from services.settings import Settings
+
+log = logging.getLogger("metering.rater")
+
+INVOICES = Counter("metering_rater_invoices_published_total", "Invoice events published", ["kind"])
+UNCHANGED = Counter("metering_rater_periods_unchanged_total", "PeriodTotals that changed nothing")
+RATING = Histogram("metering_rater_rating_duration_seconds", "Time to rate one period")
+
+
+def load_ledger(bootstrap: str, topic: str, timeout: float = 30.0) -> Ledger:
+    ledger = Ledger()
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "unused-ledger-reader", "enable.auto.commit": False,
+         "isolation.level": "read_committed"}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends):
+            if time.monotonic() > deadline:
+                raise TimeoutError("could not read the invoices topic to its end")
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                if message.error() is None and message.value() is not None:
+                    ledger.record(Invoice.model_validate_json(message.value() or b""))
+            for p, end in ends.items():
+                # Transaction markers occupy offsets too, so compare positions, not counts.
+                position = consumer.position([TopicPartition(topic, p)])[0].offset
+                if position >= end:
+                    done.add(p)
+    finally:
+        consumer.close()
+    return ledger
+
+
+class Rater:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.view = CatalogView(settings, bootstrap)
+        self.invoices_topic = topics.name(settings, topics.INVOICES)
+        self.totals_topic = topics.name(settings, topics.PERIOD_TOTALS)
+        self.ready = False
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        self.view.start()
+        producer = Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "transactional.id": f"{self.settings.consumer_group_prefix}-rater",
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+            }
+        )
+        # Fences any older instance and aborts its open transaction before we read.
+        producer.init_transactions(60)
+        ledger = load_ledger(self.bootstrap, self.invoices_topic)
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"{self.settings.consumer_group_prefix}-rater",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "session.timeout.ms": 10000,
+            }
+        )
+        consumer.subscribe([self.totals_topic])
+        self.ready = True
+        log.info("rater ready (%d invoiced periods known)", len(ledger.revisions))
+        try:
+            while not self.stopping.is_set():
+                messages = [m for m in consumer.consume(num_messages=500, timeout=0.5) if m.error() is None]
+                if messages:
+                    self._transact(producer, consumer, ledger, messages)
+        finally:
+            self.ready = False
+            consumer.close()
+            producer.flush(10)
+            self.view.stop()
+
+    def _transact(self, producer: Producer, consumer: Consumer, ledger: Ledger, messages: list[Any]) -> None:
+        producer.begin_transaction()
+        published: list[Invoice] = []
+        try:
+            for message in messages:
+                invoice = self._rate(message.value(), ledger)
+                if invoice is None:
+                    UNCHANGED.inc()
+                    continue
+                producer.produce(
+                    self.invoices_topic, key=invoice.customer_name.encode(),
+                    value=invoice.model_dump_json(exclude_none=True).encode(),
+                )
+                ledger.record(invoice)
+                published.append(invoice)
+            producer.send_offsets_to_transaction(
+                consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
+            )
+            producer.commit_transaction(60)
+        except (KafkaException, UnknownPlan):
+            log.exception("transaction failed; aborting and stopping for a clean restart")
+            producer.abort_transaction(30)
+            raise
+        for invoice in published:
+            INVOICES.labels(invoice.kind).inc()
+            log.info(
+                "published %s %s rev %d for %s: total %s", invoice.kind, invoice.invoice_id,
+                invoice.revision, invoice.customer_name, invoice.total,
+            )
+
+    def _rate(self, raw: bytes | None, ledger: Ledger) -> Invoice | None:
+        try:
+            event = PeriodTotals.model_validate_json(raw or b"")
+        except ValidationError:
+            log.exception("unreadable PeriodTotals record skipped")
+            return None
+        with RATING.time():
+            try:
+                return invoice_for(event, self.view.catalog, ledger, datetime.now(timezone.utc))
+            except UnknownPlan:
+                self.view.sync(10)
+                return invoice_for(event, self.view.catalog, ledger, datetime.now(timezone.utc))
+
+
+def serve_health(rater: Rater, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/metrics":
+                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                self._send(200, b'{"status":"alive"}', "application/json")
+            elif self.path == "/readyz":
+                ok = rater.ready and rater.view.ready
+                self._send(200 if ok else 503, b'{"ready":%s}' % (b"true" if ok else b"false"), "application/json")
+            else:
+                self._send(404, b'{"error":"not found"}', "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="rater-http", daemon=True).start()
+    return server

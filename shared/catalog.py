@@ -1,0 +1,222 @@
+"""The catalog: customers, meters, price plans and subscriptions, and the questions the
+pipeline asks of it (which meters does a measurement feed, whose is it, which
+subscription covers an instant). Pure data; services keep it current from Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from shared.models import Customer, Measurement, Meter, PricePlan, Subscription
+from shared.plan_rules import plan_problems
+
+Problem = tuple[str, str]
+
+# Order matters: plans reference meters, subscriptions reference customers and plans.
+KINDS = ("meters", "price_plans", "customers", "subscriptions")
+
+
+@dataclass
+class Catalog:
+    customers: dict[str, Customer] = field(default_factory=dict)
+    meters: dict[str, Meter] = field(default_factory=dict)
+    price_plans: dict[str, PricePlan] = field(default_factory=dict)
+    # keyed by Subscription.key (customer@start)
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    _by_mapping: dict[tuple[str, str], str] = field(default_factory=dict)
+    _by_event: dict[str, list[Meter]] = field(default_factory=dict)
+
+    # ---- keeping it current ------------------------------------------------
+
+    def put(self, entity: Customer | Meter | PricePlan | Subscription) -> None:
+        if isinstance(entity, Customer):
+            self._unindex_customer(entity.name)
+            self.customers[entity.name] = entity
+            for pair in entity.mapping_pairs():
+                self._by_mapping.setdefault(pair, entity.name)
+        elif isinstance(entity, Meter):
+            self.meters[entity.name] = entity
+            self._reindex_events()
+        elif isinstance(entity, PricePlan):
+            self.price_plans[entity.name] = entity
+        else:
+            self.subscriptions[entity.key] = entity
+
+    def delete(self, kind: str, key: str) -> None:
+        if kind == "customers":
+            self._unindex_customer(key)
+        getattr(self, kind).pop(key, None)
+        if kind == "meters":
+            self._reindex_events()
+
+    def _unindex_customer(self, name: str) -> None:
+        old = self.customers.get(name)
+        if old is None:
+            return
+        for pair in old.mapping_pairs():
+            if self._by_mapping.get(pair) == name:
+                del self._by_mapping[pair]
+
+    def _reindex_events(self) -> None:
+        self._by_event = {}
+        for meter in self.meters.values():
+            if meter.event_name is not None:
+                self._by_event.setdefault(meter.event_name, []).append(meter)
+
+    def mapping_owner(self, label: str, value: str) -> str | None:
+        return self._by_mapping.get((label, value))
+
+    # ---- questions ---------------------------------------------------------
+
+    def customer_for(self, measurement: Measurement) -> str | None:
+        if measurement.customer_name is not None:
+            name = measurement.customer_name
+            return name if name in self.customers else None
+        for label, value in measurement.labels.items():
+            owner = self._by_mapping.get((label, value))
+            if owner is not None:
+                return owner
+        return None
+
+    def meters_for(self, measurement: Measurement) -> list[Meter]:
+        if measurement.meter_name is not None:
+            meter = self.meters.get(measurement.meter_name)
+            return [meter] if meter is not None else []
+        candidates = self._by_event.get(measurement.event_name or "", [])
+        return [
+            m
+            for m in candidates
+            if all(measurement.labels.get(k) == v for k, v in m.event_label_filter.items())
+        ]
+
+    def subscriptions_of(self, customer_name: str) -> list[Subscription]:
+        found = [s for s in self.subscriptions.values() if s.customer_name == customer_name]
+        return sorted(found, key=lambda s: s.start_time)
+
+    def subscription_at(self, customer_name: str, at: datetime) -> Subscription | None:
+        for sub in reversed(self.subscriptions_of(customer_name)):
+            if sub.start_time <= at and (sub.end_time is None or at < sub.end_time):
+                return sub
+        return None
+
+
+# ---- building and checking a whole catalog ---------------------------------
+
+MODELS: dict[str, type[Customer] | type[Meter] | type[PricePlan] | type[Subscription]] = {
+    "customers": Customer,
+    "meters": Meter,
+    "price_plans": PricePlan,
+    "subscriptions": Subscription,
+}
+
+
+def pydantic_problems(prefix: str, error: ValidationError) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+        problems.append((f"{prefix}{loc}", item["msg"]))
+    return problems
+
+
+def parse_catalog(document: dict[str, Any]) -> tuple[Catalog, list[Problem]]:
+    """Validate a whole catalog document ({kind: [entity, ...]}); report every problem."""
+    problems: list[Problem] = []
+    catalog = Catalog()
+    unknown = set(document) - set(KINDS)
+    for kind in sorted(unknown):
+        problems.append((kind, f"unknown section; expected one of {', '.join(KINDS)}"))
+    for kind in KINDS:
+        items = document.get(kind) or []
+        if not isinstance(items, list):
+            problems.append((kind, "must be a list"))
+            continue
+        for index, raw in enumerate(items):
+            try:
+                entity = MODELS[kind].model_validate(raw)
+            except ValidationError as error:
+                problems.extend(pydantic_problems(f"{kind}[{index}]", error))
+                continue
+            problems.extend(
+                (f"{kind}[{index}].{path}", reason)
+                for path, reason in entity_problems(catalog, entity)
+            )
+            catalog.put(entity)
+    return catalog, problems
+
+
+def entity_problems(
+    catalog: Catalog, entity: Customer | Meter | PricePlan | Subscription
+) -> list[Problem]:
+    """Rules that relate an entity to the catalog it is joining."""
+    if isinstance(entity, Customer):
+        return _customer_problems(catalog, entity)
+    if isinstance(entity, Meter):
+        return []
+    if isinstance(entity, PricePlan):
+        problems = plan_problems(entity)
+        for index, component in enumerate(entity.metered_components):
+            if component.meter_name not in catalog.meters:
+                problems.append(
+                    (f"metered_components[{index}].meter_name", "names no known meter")
+                )
+        return problems
+    return _subscription_problems(catalog, entity)
+
+
+def _customer_problems(catalog: Catalog, customer: Customer) -> list[Problem]:
+    problems: list[Problem] = []
+    if not customer.name.strip():
+        problems.append(("name", "must not be blank"))
+    for index, item in enumerate(customer.measurement_mappings or []):
+        for part in ("label", "value"):
+            if not isinstance(item.get(part), str) or not item.get(part):
+                problems.append((f"measurement_mappings[{index}].{part}", "must be a non-empty string"))
+    for label, value in customer.mapping_pairs():
+        owner = catalog.mapping_owner(label, value)
+        if owner is not None and owner != customer.name:
+            problems.append(
+                ("measurement_mappings", f"({label}={value}) is already claimed by customer {owner!r}")
+            )
+    return problems
+
+
+def _subscription_problems(catalog: Catalog, sub: Subscription) -> list[Problem]:
+    problems: list[Problem] = []
+    if sub.customer_name not in catalog.customers:
+        problems.append(("customer_name", "names no known customer"))
+    plan = catalog.price_plans.get(sub.price_plan_name)
+    if plan is None:
+        problems.append(("price_plan_name", "names no known price plan"))
+    for other in catalog.subscriptions_of(sub.customer_name):
+        if other.key == sub.key:
+            continue
+        if _overlaps(sub, other):
+            problems.append(("start_time", f"overlaps the subscription starting {other.start_time.isoformat()}"))
+    if plan is not None:
+        offered = {a.feature.name for a in plan.add_ons or []}
+        for index, add_on in enumerate(sub.add_ons):
+            if add_on.feature not in offered:
+                problems.append((f"add_ons[{index}].feature", "is not an add-on of the plan"))
+    return problems
+
+
+def _overlaps(a: Subscription, b: Subscription) -> bool:
+    a_end = a.end_time or datetime.max.replace(tzinfo=a.start_time.tzinfo)
+    b_end = b.end_time or datetime.max.replace(tzinfo=b.start_time.tzinfo)
+    return a.start_time < b_end and b.start_time < a_end
+
+
+def entities(catalog: Catalog) -> Iterable[tuple[str, str, Customer | Meter | PricePlan | Subscription]]:
+    """Every entity as (kind, key, entity), in an order that satisfies references."""
+    for name, meter in catalog.meters.items():
+        yield "meters", name, meter
+    for name, plan in catalog.price_plans.items():
+        yield "price_plans", name, plan
+    for name, customer in catalog.customers.items():
+        yield "customers", name, customer
+    for key, sub in catalog.subscriptions.items():
+        yield "subscriptions", key, sub

@@ -1,0 +1,54 @@
+"""Folding facts into per-series period state (semantics.md, Aggregation).
+
+State is a plain JSON-able dict so it can live in a Faust table and its changelog:
+    {"value": "<decimal text>", "events": int, "applied": <last source offset>,
+     "uniques": [..] (UNIQUE_COUNT only)}
+`applied` makes folding idempotent under replay: a fact whose source offset is not
+beyond `applied` is already inside `value` and is skipped.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from shared.models import Meter
+
+State = dict[str, Any]
+
+
+def empty_state() -> State:
+    return {"value": "0", "events": 0, "applied": -1}
+
+
+def quantity(state: State) -> Decimal:
+    return Decimal(state["value"])
+
+
+def fold(state: State, meter: Meter, value: Decimal | str, offset: int) -> bool:
+    """Apply one fact in place; returns False when the offset was already applied."""
+    if offset <= state["applied"]:
+        return False
+    state["applied"] = offset
+    first = state["events"] == 0
+    state["events"] += 1
+    aggregation = meter.aggregation
+    if aggregation == "UNIQUE_COUNT":
+        uniques = set(state.get("uniques", []))
+        uniques.add(str(value))
+        state["uniques"] = sorted(uniques)
+        state["value"] = str(len(uniques))
+        return True
+    if aggregation == "COUNT":
+        state["value"] = str(state["events"])
+        return True
+    number = Decimal(value)
+    current = Decimal(state["value"])
+    if aggregation == "SUM":
+        current += number
+    elif aggregation == "MAX":
+        current = number if first else max(current, number)
+    else:  # MIN
+        current = number if first else min(current, number)
+    state["value"] = str(current)
+    return True

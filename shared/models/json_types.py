@@ -1,0 +1,120 @@
+"""Field types that accept exactly what a draft-07 JSON Schema accepts.
+
+The catalog shapes must agree with the seed JSON Schemas case by case, so pydantic's
+lax coercions ("1.5" -> Decimal, 1 -> "1", naive datetimes) are switched off here:
+a JSON `number` is an int or float (never a bool or a string), a `string` is a str,
+and `format` checks reuse the very checkers jsonschema's FormatChecker uses.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Any
+
+from jsonschema import FormatChecker
+from pydantic import BeforeValidator, PlainSerializer, StrictBool, StrictStr
+
+_FORMATS = FormatChecker()
+
+
+def _json_number(value: Any) -> Decimal:
+    # bool is an int subclass in Python but not a JSON number.
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise ValueError("must be a JSON number")
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        # repr() is the shortest string that round-trips, so 0.001 stays 0.001.
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+def _json_integer(value: Any) -> int:
+    # Draft-07 counts 3.0 as an integer; jsonschema agrees.
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise ValueError("must be a JSON integer")
+    if isinstance(value, int):
+        return value
+    if value != value or value in (float("inf"), float("-inf")) or value != int(value):
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+def _checked_format(fmt: str) -> Any:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not _FORMATS.conforms(value, fmt):
+            raise ValueError(f"is not a valid {fmt}")
+        return value
+
+    return check
+
+
+def _utc_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("must carry a timezone (RFC 3339)")
+        return value.astimezone(timezone.utc)
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string")
+    if not _FORMATS.conforms(value, "date-time"):
+        raise ValueError("is not a valid RFC 3339 date-time (e.g. 2026-01-01T00:00:00Z)")
+    text = value.upper()
+    leap_second = text[17:19] == "60"
+    if leap_second:
+        # RFC 3339 allows a leap second; Python cannot represent it, so it is
+        # read as the last representable instant of that minute.
+        text = text[:17] + "59.999999" + text[text.find("60", 17) + 2 :].lstrip(".0123456789")
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+def _iso_utc(value: datetime) -> str:
+    return format_utc(value)
+
+
+def format_utc(value: datetime) -> str:
+    """RFC 3339 in UTC with a Z suffix; microseconds only when present."""
+    value = value.astimezone(timezone.utc)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _number_out(value: Decimal) -> int | float:
+    # JSON numbers out, as the seed schemas type them. Catalog numbers arrive as JSON
+    # numbers (floats at most), so the shortest float repr gives back the same text.
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+JsonNumber = Annotated[
+    Decimal, BeforeValidator(_json_number), PlainSerializer(_number_out, when_used="json")
+]
+JsonInteger = Annotated[int, BeforeValidator(_json_integer)]
+JsonString = StrictStr
+JsonBool = StrictBool
+UtcDateTime = Annotated[
+    datetime, BeforeValidator(_utc_datetime), PlainSerializer(_iso_utc, return_type=str, when_used="json")
+]
+EmailString = Annotated[StrictStr, BeforeValidator(_checked_format("email"))]
+UriString = Annotated[StrictStr, BeforeValidator(_checked_format("uri"))]
+JsonObject = dict[str, Any]
+
+
+def _require_json_object(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
+
+
+StrictObject = Annotated[JsonObject, BeforeValidator(_require_json_object)]
+
+
+def _require_json_array(value: Any) -> Any:
+    if not isinstance(value, list):
+        raise ValueError("must be a JSON array")
+    return value
+
+
+ArrayOf = BeforeValidator(_require_json_array)

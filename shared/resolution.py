@@ -1,0 +1,100 @@
+"""From a raw measurement to the (customer, meter, series, value, time) facts it asserts.
+
+Both the ingest service and the aggregator run these same rules, so a measurement
+that reaches Kafka by any path is judged identically. Errors name the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from shared.catalog import Catalog
+from shared.models import Measurement, Meter
+
+Problem = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_future: timedelta
+    dedup_window: timedelta
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One measurement's contribution to one meter's series."""
+
+    customer_name: str
+    meter: Meter
+    series: str
+    value: Decimal | str
+    time: datetime
+    measurement: Measurement
+
+
+def series_key(meter: Meter, labels: dict[str, str]) -> str:
+    """Primary-label series as 'label=value' pairs joined by '&' ('' when unsplit)."""
+    return "&".join(f"{label}={labels.get(label, '')}" for label in meter.primary_labels)
+
+
+def resolve(
+    measurement: Measurement, catalog: Catalog, received_at: datetime, limits: Limits
+) -> tuple[list[Fact], list[Problem]]:
+    at = measurement.time or received_at
+    problems = _time_problems(at, received_at, limits)
+    customer = catalog.customer_for(measurement)
+    if customer is None:
+        if measurement.customer_name is not None:
+            problems.append(("customer_name", f"unknown customer {measurement.customer_name!r}"))
+        else:
+            problems.append(("customer_name", "missing, and no customer's measurement_mappings match the labels"))
+    meters = catalog.meters_for(measurement)
+    if not meters:
+        if measurement.meter_name is not None:
+            problems.append(("meter_name", f"unknown meter {measurement.meter_name!r}"))
+        else:
+            problems.append(("event_name", f"no meter takes event_name {measurement.event_name!r} with these labels"))
+    facts = []
+    for meter in meters:
+        value, value_problems = _typed_value(measurement, meter)
+        problems.extend(value_problems)
+        missing = [label for label in meter.expected_labels if label not in measurement.labels]
+        for label in missing:
+            problems.append((f"labels.{label}", f"required by meter {meter.name!r}"))
+        if customer is not None and value is not None and not value_problems and not missing:
+            facts.append(Fact(customer, meter, series_key(meter, measurement.labels), value, at, measurement))
+    if customer is not None and not problems and catalog.subscription_at(customer, at) is None:
+        problems.append(("time", f"customer {customer!r} has no subscription covering {at.isoformat()}"))
+    if problems:
+        return [], problems
+    return facts, []
+
+
+def _time_problems(at: datetime, received_at: datetime, limits: Limits) -> list[Problem]:
+    if at > received_at + limits.max_future:
+        return [("time", f"is more than {int(limits.max_future.total_seconds())} s in the future")]
+    if at < received_at - limits.dedup_window:
+        return [("time", f"is older than the {limits.dedup_window.days}-day dedup window")]
+    return []
+
+
+def _typed_value(measurement: Measurement, meter: Meter) -> tuple[Decimal | str | None, list[Problem]]:
+    raw = measurement.value
+    if meter.data_type == "STRING":
+        return str(raw), []
+    if isinstance(raw, str):
+        try:
+            number = Decimal(raw)
+        except InvalidOperation:
+            return None, [("value", f"must be a number for {meter.data_type} meter {meter.name!r}")]
+        if not number.is_finite():
+            return None, [("value", "must be a finite number")]
+    else:
+        number = raw
+    if meter.data_type == "INT" and number != number.to_integral_value():
+        return None, [("value", f"must be a whole number for INT meter {meter.name!r}")]
+    if abs(number) >= Decimal(10) ** 26:
+        return None, [("value", "is too large (at most 26 integer digits)")]
+    return number, []
