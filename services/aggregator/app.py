@@ -36,7 +36,7 @@ class StrKeyed(MutableMapping[str, Any]):
             raise KeyError(key)
         return value
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         value = self.table.get(key.encode())
         return default if value is None else value
 
@@ -73,10 +73,17 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
         key_serializer="raw",
         value_serializer="raw",
     )
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    measurements = app.topic(topics.name(settings, topics.MEASUREMENTS), **raw)
-    period_totals = app.topic(topics.name(settings, topics.PERIOD_TOTALS), **raw)
-    dead_letters = app.topic(topics.name(settings, topics.DEAD_LETTERS), **raw)
+    def raw_topic(spec: topics.TopicSpec) -> Any:
+        # Raw bytes in and out: decoding is ours, so undecodable input is dead-lettered
+        # with a reason instead of being skipped inside Faust.
+        return app.topic(
+            topics.name(settings, spec), key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw",
+        )
+
+    measurements = raw_topic(topics.MEASUREMENTS)
+    period_totals = raw_topic(topics.PERIOD_TOTALS)
+    dead_letters = raw_topic(topics.DEAD_LETTERS)
 
     def table(name: str) -> Any:
         # use_partitioner: the table key (customer first) picks the changelog partition

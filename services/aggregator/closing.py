@@ -135,7 +135,7 @@ class Closer:
         return PeriodTotals(
             customer_name=customer, price_plan_name=plan, subscription_start=anchor,
             period_index=period.index, period_start=period.start, period_end=period.end,
-            totals=totals, reason=reason,  # type: ignore[arg-type]
+            totals=totals, reason=reason,
             watermark=watermark,
         )
 

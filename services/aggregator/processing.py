@@ -74,7 +74,7 @@ def dedup_key(customer: str, meter: str, measurement_id: str) -> str:
 @dataclass
 class Processor:
     catalog: Callable[[], Catalog]
-    refresh_catalog: Callable[[], None]
+    refresh_catalog: Callable[[], object]  # catch up with the catalog topic
     limits: Limits
     series: MutableMapping[str, Any]  # series table key -> folding state (+ period bounds)
     seen: MutableMapping[str, Any]  # dedup key -> [first offset, event time iso]

@@ -78,7 +78,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     )
     processor = Processor(
         catalog=lambda: view.catalog,
-        refresh_catalog=lambda: view.sync(10.0) and None,
+        refresh_catalog=lambda: view.sync(10.0),
         limits=Limits(
             max_future=timedelta(seconds=settings.max_future_seconds),
             dedup_window=timedelta(days=settings.dedup_window_days),
@@ -88,7 +88,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     measurements_topic = topics.name(settings, topics.MEASUREMENTS)
     state = {"index_ready": False}
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def start_side_services() -> None:
         view.start()
         invoices.start()
@@ -152,7 +152,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                 watermarks.observe(partition, _parse(value["max_event_time"]), started)
             state["index_ready"] = True
 
-    @app.timer(interval=0.5)
+    @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
     async def close_periods() -> None:
         if app.rebalancing or not view.ready:
             return
@@ -205,7 +205,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     async def metrics(web: Any, request: Any) -> Any:
         return Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_side_services(app_: Any, **kwargs: Any) -> None:
         invoices.stop()
         view.stop()

@@ -17,7 +17,8 @@ PARTITION_PREFIX = b"\x00partition:"
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def customer_partition(customer: str, partitions: int) -> int:

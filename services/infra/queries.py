@@ -12,9 +12,13 @@ from shared.models.json_types import format_utc
 from shared.money import decimal_text
 
 
-def _jsonable(value: Any) -> Any:
+MONEY_COLUMNS = {"total", "amount"}
+
+
+def _jsonable(name: str, value: Any) -> Any:
     if isinstance(value, Decimal):
-        return decimal_text(value)
+        # Money keeps its cents ("164.00"); quantities drop storage padding ("150000").
+        return str(value.quantize(Decimal("0.01"))) if name in MONEY_COLUMNS else decimal_text(value)
     if isinstance(value, datetime):
         return format_utc(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     return value
@@ -23,7 +27,7 @@ def _jsonable(value: Any) -> Any:
 def _rows(client: Client, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
     result = client.query(sql, parameters=parameters)
     return [
-        {name: _jsonable(value) for name, value in zip(result.column_names, row)}
+        {name: _jsonable(name, value) for name, value in zip(result.column_names, row)}
         for row in result.result_rows
     ]
 

@@ -57,7 +57,8 @@ def parse_measurement(raw: Any, index: int | None) -> tuple[Measurement | None, 
 def judge(
     measurements: list[Measurement], catalog: Catalog, received_at: datetime, limits: Limits, offset: int = 0
 ) -> tuple[list[list[Fact]], list[FieldError]]:
-    all_facts, errors = [], []
+    all_facts: list[list[Fact]] = []
+    errors: list[FieldError] = []
     for index, measurement in enumerate(measurements):
         facts, problems = resolve(measurement, catalog, received_at, limits)
         all_facts.append(facts)

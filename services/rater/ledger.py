@@ -47,7 +47,7 @@ class Ledger:
             if q1 != q0 or a1 != a0:
                 diff.append(
                     InvoiceLine(
-                        type=line_key[0], meter_name=line_key[1], description=line_key[2],  # type: ignore[arg-type]
+                        type=line_key[0], meter_name=line_key[1], description=line_key[2],
                         quantity=q1 - q0, amount=a1 - a0,
                     )
                 )

@@ -3,7 +3,7 @@
 The catalog shapes must agree with the seed JSON Schemas case by case, so pydantic's
 lax coercions ("1.5" -> Decimal, 1 -> "1", naive datetimes) are switched off here:
 a JSON `number` is an int or float (never a bool or a string), a `string` is a str,
-and `format` checks reuse the very checkers jsonschema's FormatChecker uses.
+and `format` checks reuse the very checkers of jsonschema's draft-07 FormatChecker.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
-from jsonschema import FormatChecker
+from jsonschema import Draft7Validator
 from pydantic import BeforeValidator, PlainSerializer, StrictBool, StrictStr
 
-_FORMATS = FormatChecker()
+# The checker the seed schemas are validated with (draft-07), not FormatChecker()'s
+# union of every draft's formats.
+_FORMATS = Draft7Validator.FORMAT_CHECKER
 
 
 def _json_number(value: Any) -> Decimal:
@@ -50,34 +52,48 @@ def _checked_format(fmt: str) -> Any:
     return check
 
 
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        # A valid RFC 3339 instant such as 0001-01-01T00:00:00+01:00 lies outside
+        # Python's datetime range once moved to UTC. The schema accepts it, so do we:
+        # it keeps its own offset (still aware, still comparable with UTC values).
+        return value
+
+
 def _utc_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("must carry a timezone (RFC 3339)")
-        return value.astimezone(timezone.utc)
+        return _in_utc(value)
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 date-time string")
+    # jsonschema's checker (rfc3339_validator) rejects a leap second (":60") and
+    # year 0, so everything it accepts is a Python datetime, with one quirk: its
+    # regex ends in `$`, which also matches before a single final newline.
     if not _FORMATS.conforms(value, "date-time"):
         raise ValueError("is not a valid RFC 3339 date-time (e.g. 2026-01-01T00:00:00Z)")
-    text = value.upper()
-    leap_second = text[17:19] == "60"
-    if leap_second:
-        # RFC 3339 allows a leap second; Python cannot represent it, so it is
-        # read as the last representable instant of that minute.
-        text = text[:17] + "59.999999" + text[text.find("60", 17) + 2 :].lstrip(".0123456789")
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    text = value.upper().removesuffix("\n")
+    return _in_utc(datetime.fromisoformat(text))
 
 
 def _iso_utc(value: datetime) -> str:
-    return format_utc(value)
+    try:
+        return format_utc(value)
+    except OverflowError:
+        # Not representable in UTC (see _in_utc): RFC 3339 with its own offset.
+        return value.isoformat()
 
 
 def format_utc(value: datetime) -> str:
     """RFC 3339 in UTC with a Z suffix; microseconds only when present."""
     value = value.astimezone(timezone.utc)
+    # strftime's %Y is not zero-padded below year 1000 (glibc); RFC 3339 wants 4 digits.
+    text = f"{value.year:04d}" + value.strftime("-%m-%dT%H:%M:%S")
     if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
 
 
 def _number_out(value: Decimal) -> int | float:

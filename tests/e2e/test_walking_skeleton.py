@@ -1,0 +1,111 @@
+"""The whole pipeline through its public interfaces, on the real broker and the real engine.
+
+HTTP in (the ingest API), invoice events out (the invoices topic), store checked
+through the aggregator's read API (in the embedded setup only the aggregator may
+open the chdb data folder).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from services.infra import topics
+from services.infra.catalog_view import publish_catalog
+from services.infra.stack import Stack
+from services.settings import Settings
+from shared.catalog import parse_catalog
+from shared.periods import add_months
+from tests.support.catalogs import worked_example_catalog
+from tests.support.kafka import read_invoices, wait_for_no_lag
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
+
+
+def _batch(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """150,000 API calls as 150 measurements of 1,000, spread over the period."""
+    span = (end - start) * 0.9
+    return [
+        {"id": f"call-{i}", "meter_name": "api_calls", "customer_name": "acme", "value": 1000,
+         "time": (start + span * (i / 150)).isoformat()}
+        for i in range(150)
+    ]
+
+
+def _store(stack: Stack, what: str, customer: str) -> Any:
+    response = httpx.get(f"{stack.aggregator_url}/store/{what}", params={"customer_name": customer}, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeline_settings: Settings) -> None:
+    settings = pipeline_settings
+    with Stack(settings, log_dir=settings.data_dir / "logs") as stack:
+        auth = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}  # type: ignore[union-attr]
+        end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=12)
+        start = add_months(end, -1)
+        catalog, problems = parse_catalog(worked_example_catalog(start))
+        assert problems == []
+        publish_catalog(stack.settings, stack.bootstrap, catalog)
+        batch = _batch(start, end)
+
+        response = httpx.post(f"{stack.ingest_url}/measurements/batch", json=batch, headers=auth, timeout=30)
+        assert response.status_code == 202, response.text
+        assert response.json() == {"accepted": 150}
+
+        invoice_topic = topics.name(settings, topics.INVOICES)
+        invoices = read_invoices(stack.bootstrap, invoice_topic, expected=1, timeout=90)
+        assert len(invoices) == 1
+        invoice = invoices[0]
+        assert invoice.kind == "invoice" and invoice.revision == 0
+        assert invoice.customer_name == "acme" and invoice.price_plan_name == "growth-plan"
+        assert invoice.period_start == start and invoice.period_end == end
+        assert [(l.type, l.quantity, l.amount) for l in invoice.lines] == [
+            ("base_price", Decimal(1), Decimal("49.00")),
+            ("usage", Decimal(150000), Decimal("115.00")),
+        ]
+        assert invoice.total == Decimal("164.00")
+        assert str(invoice.total) == "164.00"
+
+        totals_before = _store(stack, "totals", "acme")
+        assert [(t["meter_name"], Decimal(t["value"]), t["events"]) for t in totals_before] == [
+            ("api_calls", Decimal(150000), 150)
+        ]
+
+        # The same batch again, as a client retry would send it after the period closed.
+        response = httpx.post(f"{stack.ingest_url}/measurements/batch", json=batch, headers=auth, timeout=30)
+        assert response.status_code == 202, response.text
+        wait_for_no_lag(
+            stack.bootstrap, f"{settings.consumer_group_prefix}-aggregator",
+            topics.name(settings, topics.MEASUREMENTS), timeout=60,
+        )
+        # Listen through several close ticks: nothing new may be published.
+        after = read_invoices(stack.bootstrap, invoice_topic, expected=1, timeout=30, settle=6.0)
+        assert [i.invoice_id for i in after] == [invoice.invoice_id]
+        assert _store(stack, "totals", "acme") == totals_before
+        assert _store(stack, "measurements/count", "acme") == {"count": 150}
+        stored = _store(stack, "invoices", "acme")
+        assert [(s["invoice_id"], s["revision"], s["total"]) for s in stored] == [(invoice.invoice_id, 0, "164.00")]
+
+
+def test_ingest_requires_the_api_key_and_names_bad_fields(pipeline_settings: Settings) -> None:
+    with Stack(pipeline_settings, log_dir=pipeline_settings.data_dir / "logs") as stack:
+        url = f"{stack.ingest_url}/measurements/batch"
+        assert httpx.post(url, json=[], timeout=10).status_code == 401
+        wrong = {"Authorization": "Bearer not-the-key"}
+        assert httpx.post(url, json=[], headers=wrong, timeout=10).status_code == 401
+        assert httpx.get(f"{stack.ingest_url}/readyz", timeout=10).status_code == 200
+
+        auth = {"Authorization": f"Bearer {pipeline_settings.api_key.get_secret_value()}"}  # type: ignore[union-attr]
+        response = httpx.post(
+            url, headers=auth, timeout=10,
+            json=[{"id": "a", "meter_name": "api_calls", "customer_name": "nobody", "value": 1},
+                  {"id": "b", "meter_name": "api_calls", "value": True}],
+        )
+        assert response.status_code == 400
+        errors = response.json()["errors"]
+        assert {"index": 1, "field": "value", "reason": "must be a number (or a string for a STRING meter), not a boolean"} in errors
