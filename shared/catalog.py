@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
+from shared.errors import field_errors
 from shared.models import Customer, Measurement, Meter, PricePlan, Subscription
 from shared.plan_rules import plan_problems
 
@@ -115,11 +116,7 @@ MODELS: dict[str, type[Customer] | type[Meter] | type[PricePlan] | type[Subscrip
 
 
 def pydantic_problems(prefix: str, error: ValidationError) -> list[Problem]:
-    problems = []
-    for item in error.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
-        problems.append((f"{prefix}{loc}", item["msg"]))
-    return problems
+    return field_errors(error, prefix)
 
 
 def parse_catalog(document: dict[str, Any]) -> tuple[Catalog, list[Problem]]:

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from services.infra.partitioning import SEPARATOR
 from shared.catalog import Catalog
+from shared.errors import field_errors
 from shared.folding import empty_state, fold
 from shared.models import Measurement
 from shared.models.json_types import format_utc
@@ -97,9 +98,7 @@ class Processor:
         try:
             measurement = Measurement.model_validate_json(record.value)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "measurement"
-            return f"{where}: {first['msg']}"
+            return "; ".join(f"{field}: {reason}" for field, reason in field_errors(error))
         facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits)
         if problems and any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems):
             # Another service may have just added the entity: catch up once, then judge.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 import httpx
 from fastapi import FastAPI, Request
@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from services.infra import topics
-from services.infra.catalog_view import CatalogView
-from services.ingest.publisher import Publisher, Unavailable
+from services.ingest.publisher import Unavailable
 from services.ingest.validation import BodyError, FieldError, judge, parse_body, parse_measurement
 from services.settings import Settings
+from shared.catalog import Catalog
 from shared.models import Measurement
 from shared.resolution import Fact, Limits
 
@@ -36,8 +36,27 @@ OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
 RETRY_AFTER_SECONDS = "5"
 
 
+class CatalogSource(Protocol):
+    """What the API needs of a catalog view (CatalogView in production)."""
+
+    catalog: Catalog
+    ready: bool
+
+    def sync(self, timeout: float = 10.0) -> bool: ...
+
+
+class MeasurementSink(Protocol):
+    """What the API needs of a producer (Publisher in production)."""
+
+    async def publish(self, topic: str, records: list[tuple[bytes, bytes]]) -> None: ...
+
+    def queue_depth(self) -> int: ...
+
+    def broker_reachable(self, timeout: float = 2.0) -> bool: ...
+
+
 def create_app(
-    settings: Settings, view: CatalogView, publisher: Publisher, peers: list[str] | None = None
+    settings: Settings, view: CatalogSource, publisher: MeasurementSink, peers: list[str] | None = None
 ) -> FastAPI:
     app = FastAPI(title="metering ingest", version="0.1.0")
     topic = topics.name(settings, topics.MEASUREMENTS)

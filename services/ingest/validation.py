@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.catalog import Catalog
+from shared.errors import field_errors
 from shared.models import Measurement
 from shared.resolution import Fact, Limits, resolve
 
@@ -42,16 +43,7 @@ def parse_measurement(raw: Any, index: int | None) -> tuple[Measurement | None, 
     try:
         return Measurement.model_validate(raw), []
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            loc = ".".join(str(p) for p in item["loc"]) or "measurement"
-            message = item["msg"]
-            if message.startswith("Value error, "):
-                message = message[len("Value error, "):]
-            if item["type"] == "extra_forbidden":
-                message = "is not a field of a measurement"
-            problems.append(FieldError(index, loc, message))
-        return None, problems
+        return None, [FieldError(index, field, reason) for field, reason in field_errors(error)]
 
 
 def judge(
