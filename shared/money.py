@@ -12,7 +12,13 @@ def round_cents(amount: Decimal) -> Decimal:
 
 
 def decimal_text(value: Decimal) -> str:
-    """A Decimal as plain text without exponent (Decimal('1E+5') -> '100000')."""
-    if value == value.to_integral_value():
-        return str(value.quantize(Decimal(1)))
-    return format(value.normalize(), "f")
+    """A Decimal as plain text without exponent (Decimal('1E+5') -> '100000').
+
+    Trailing fractional zeros are dropped ('1.50' -> '1.5', '0.00' -> '0') and -0 reads
+    '0'. No arithmetic context is involved, so no digit is ever rounded away (a
+    38-digit quantity stays 38 digits).
+    """
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import uvicorn
 
 from services.infra.catalog_view import CatalogView
@@ -15,9 +17,12 @@ def run(settings: Settings, bootstrap: str) -> None:
     publisher = Publisher(bootstrap)
     peers = [url for url in settings.ready_peers.split(",") if url]
     app = create_app(settings, view, publisher, peers)
+    # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes in-flight requests
+    # (each waits for its delivery reports), then re-raises the signal against the
+    # handlers it found. Ours ignore it, so the cleanup below runs and we exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     try:
-        # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes in-flight
-        # requests (each waits for its delivery reports), then returns here.
         uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
     finally:
         publisher.close()
