@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     # Readiness URLs the ingest service also checks, so its /readyz covers the pipeline.
     ready_peers: str = ""
 
+    # The aggregator stops when more than this share of at least `min` records in a
+    # minute is dead-lettered: that is a bad deploy, not bad input.
+    dead_letter_max_ratio: float = Field(default=0.5, gt=0, le=1)
+    dead_letter_min_records: int = Field(default=1000, ge=1)
+    # Consumer-group liveness (seconds); tests shorten it so rebalances are quick.
+    session_timeout_seconds: float = Field(default=30.0, gt=0)
+    housekeeping_seconds: float = Field(default=60.0, gt=0)
+
     batch_limit: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 

@@ -9,10 +9,15 @@ beyond `applied` is already inside `value` and is skipped.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from shared.models import Meter
+from shared.money import decimal_text
+
+# Measurement values carry up to 26 integer and 12 fractional digits (the store's
+# Decimal(38, 12)); sums must keep every one of them, beyond the default 28 digits.
+PRECISION = 80
 
 State = dict[str, Any]
 
@@ -35,7 +40,8 @@ def fold(state: State, meter: Meter, value: Decimal | str, offset: int) -> bool:
     aggregation = meter.aggregation
     if aggregation == "UNIQUE_COUNT":
         uniques = set(state.get("uniques", []))
-        uniques.add(str(value))
+        # Numbers are compared by value, not spelling: 5, 5.0 and 5E+0 are one value.
+        uniques.add(value if isinstance(value, str) else decimal_text(value))
         state["uniques"] = sorted(uniques)
         state["value"] = str(len(uniques))
         return True
@@ -45,7 +51,9 @@ def fold(state: State, meter: Meter, value: Decimal | str, offset: int) -> bool:
     number = Decimal(value)
     current = Decimal(state["value"])
     if aggregation == "SUM":
-        current += number
+        with localcontext() as ctx:
+            ctx.prec = PRECISION
+            current += number
     elif aggregation == "MAX":
         current = number if first else max(current, number)
     else:  # MIN

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from contextlib import AbstractContextManager
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 
 CENT = Decimal("0.01")
+# Enough significant digits that 38-digit quantities times 12-decimal prices, and
+# pro-rating fractions of them, are never rounded before the one rounding to cents.
+PRECISION = 80
+
+
+def exact_arithmetic() -> AbstractContextManager[Context]:
+    """A decimal context for money math: 80 digits, so only `round_cents` ever rounds."""
+    ctx = Context(prec=PRECISION)
+    return localcontext(ctx)
 
 
 def round_cents(amount: Decimal) -> Decimal:
+    """To cents, half up (0.005 -> 0.01); a half rounds away from zero for negatives too."""
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 MONTHS_PER_PERIOD = {"monthly": 1, "quarterly": 3, "annual": 12}
 
@@ -61,3 +62,37 @@ def period_index_at(anchor: datetime, period: str, at: datetime) -> int:
 
 def period_containing(anchor: datetime, period: str, at: datetime, end_time: datetime | None = None) -> Period:
     return period_at_index(anchor, period, period_index_at(anchor, period, at), end_time)
+
+
+def elapsed_seconds(start: datetime, end: datetime) -> Decimal:
+    """Exact seconds from `start` to `end` (microseconds included, never a float).
+
+    Pro-rating divides one of these by another, so both must be exact: a float would
+    make the same period rate differently on another machine.
+    """
+    delta = end - start
+    whole = Decimal(delta.days * 86400 + delta.seconds)
+    return whole + Decimal(delta.microseconds).scaleb(-6) if delta.microseconds else whole
+
+
+def charge_windows(anchor: datetime, plan_period: str, frequency: str | None, index: int) -> list[tuple[datetime, datetime]]:
+    """The windows of a per-`frequency` charge that fall due in period `index`.
+
+    A recurring charge (base price, add-on, minimum) is owed once per window of
+    `frequency` months, the windows anchored at the subscription start like the periods
+    themselves, and it falls due in the period that contains its window's start:
+    - frequency no longer than the period (annual plan, monthly fee): the period splits
+      into `period / frequency` windows, all due in it (12 for annual/monthly);
+    - frequency longer than the period (monthly plan, annual fee): one window, due in the
+      first period of each cycle (periods 0, 12, 24, ...) and in no other period.
+    The months 1, 3 and 12 divide one another, so windows never straddle a period start.
+    Windows are full length here; trials and a short final period are cut out by the caller.
+    """
+    plan_months = MONTHS_PER_PERIOD[plan_period]
+    months = MONTHS_PER_PERIOD[frequency or plan_period]
+    first = plan_months * index
+    if months <= plan_months:
+        offsets = list(range(first, first + plan_months, months))
+    else:
+        offsets = [first] if first % months == 0 else []
+    return [(add_months(anchor, m), add_months(anchor, m + months)) for m in offsets]

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 from shared.catalog import Catalog
 from shared.models import Measurement, Meter
+from shared.money import decimal_text
 
 Problem = tuple[str, str]
 
@@ -83,7 +84,8 @@ def _time_problems(at: datetime, received_at: datetime, limits: Limits) -> list[
 def _typed_value(measurement: Measurement, meter: Meter) -> tuple[Decimal | str | None, list[Problem]]:
     raw = measurement.value
     if meter.data_type == "STRING":
-        return str(raw), []
+        # A JSON number on a STRING meter counts by its value: 7 and 7.0 are one value.
+        return (raw if isinstance(raw, str) else decimal_text(raw)), []
     if isinstance(raw, str):
         try:
             number = Decimal(raw)

@@ -65,6 +65,10 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
         producer_max_request_size=4 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(settings.session_timeout_seconds / 10, 0.5),
+        # Standby copies would double the memory; recovery from the changelog is enough.
+        table_standby_replicas=0,
         web_enabled=True,
         web_host=settings.http_host,
         web_port=settings.aggregator_port,

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, Callable, Iterable, MutableMapping
 
-from services.aggregator.processing import SEP, parse_series_table_key
+from services.aggregator.processing import SEP
+from services.aggregator.quantities import period_totals
 from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog
 from shared.models.invoice import PeriodTotals
-from shared.models.json_types import format_utc
-from shared.periods import period_at_index
+from shared.periods import Period, period_at_index
 
 
 @dataclass
@@ -49,21 +48,21 @@ class Watermarks:
 
 @dataclass
 class SeriesIndex:
-    """(customer, period start) -> series table keys, so a close need not scan the table."""
+    """customer -> series table keys, so a close need not scan the whole table."""
 
-    keys: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    keys: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, table_key: str) -> None:
-        customer, _, _, start = parse_series_table_key(table_key)
-        self.keys.setdefault((customer, start), set()).add(table_key)
+        customer = table_key.split(SEP, 1)[0]
+        self.keys.setdefault(customer, set()).add(table_key)
 
     def rebuild(self, table_keys: Iterable[str]) -> None:
         self.keys = {}
         for key in table_keys:
             self.add(key)
 
-    def of(self, customer: str, start: datetime) -> set[str]:
-        return self.keys.get((customer, format_utc(start)), set())
+    def of(self, customer: str) -> set[str]:
+        return self.keys.get(customer, set())
 
 
 @dataclass
@@ -124,14 +123,11 @@ class Closer:
         return out
 
     def _totals(
-        self, sub_key: str, anchor: datetime, plan: str, customer: str, period: Any, reason: str, watermark: datetime
+        self, sub_key: str, anchor: datetime, plan: str, customer: str, period: Period, reason: str, watermark: datetime
     ) -> PeriodTotals:
-        totals: dict[str, dict[str, Decimal]] = {}
-        for key in self.index.of(customer, period.start):
-            _, meter, series, _ = key.split(SEP)
-            state = self.series.get(key)
-            if state is not None:
-                totals.setdefault(meter, {})[series] = Decimal(state["value"])
+        totals = period_totals(
+            self.catalog().meters, self.series, self.index.of(customer), anchor, period.start, period.end
+        )
         return PeriodTotals(
             customer_name=customer, price_plan_name=plan, subscription_start=anchor,
             period_index=period.index, period_start=period.start, period_end=period.end,

@@ -24,6 +24,7 @@ from services.infra.partitioning import SEPARATOR
 from shared.catalog import Catalog
 from shared.errors import field_errors
 from shared.folding import empty_state, fold
+from shared.timeline import empty_timeline, insert, is_order_dependent
 from shared.models import Measurement
 from shared.models.json_types import format_utc
 from shared.periods import period_containing
@@ -59,12 +60,20 @@ class BatchResult:
     max_event_time: dict[int, datetime] = field(default_factory=dict)
 
 
-def series_table_key(customer: str, meter: str, series: str, period_start: datetime) -> str:
-    return SEP.join([customer, meter, series, format_utc(period_start)])
+TIMELINE = "*"
+
+
+def series_table_key(customer: str, meter: str, series: str, period_start: datetime | None) -> str:
+    """Period state key; `period_start=None` keys the series' whole timeline instead."""
+    period = TIMELINE if period_start is None else format_utc(period_start)
+    return SEP.join([customer, meter, series, period])
 
 
 def parse_series_table_key(key: str) -> tuple[str, str, str, str]:
-    customer, meter, series, start = key.split(SEP)
+    # The series part is built from producers' label values, which may themselves
+    # contain the separator; customer and meter come first, the period start last.
+    customer, meter, rest = key.split(SEP, 2)
+    series, start = rest.rsplit(SEP, 1)
     return customer, meter, series, start
 
 
@@ -125,14 +134,30 @@ class Processor:
             return
         if first is None:
             self.seen[seen_key] = [record.offset, format_utc(fact.time)]
-        key = series_table_key(fact.customer_name, meter.name, fact.series, period.start)
-        state = self.series.get(key)
-        state = dict(state) if state is not None else {**empty_state(), "end": format_utc(period.end)}
-        if fold(state, meter, fact.value, record.offset):
-            self.series[key] = state
+        closed = self.closed_through(fact.customer_name, subscription.key)
+        if is_order_dependent(meter):
+            key = series_table_key(fact.customer_name, meter.name, fact.series, None)
+            timeline = self.series.get(key)
+            timeline = copy_timeline(timeline) if timeline is not None else empty_timeline()
+            value = fact.value if isinstance(fact.value, Decimal) else Decimal(0)
+            applied = insert(timeline, fact.time, value, fact.measurement.reset_total, record.offset)
+            if applied:
+                self.series[key] = timeline
+            # A point changes its own period and, through the carried level or the
+            # next increment, the later ones too.
+            late = range(period.index, closed)
+        else:
+            key = series_table_key(fact.customer_name, meter.name, fact.series, period.start)
+            state = self.series.get(key)
+            state = dict(state) if state is not None else {**empty_state(), "end": format_utc(period.end)}
+            applied = fold(state, meter, fact.value, record.offset)
+            if applied:
+                self.series[key] = state
+            late = range(period.index, min(period.index + 1, closed))
+        if applied:
             result.folded += 1
-            if period.index < self.closed_through(fact.customer_name, subscription.key):
-                result.late_periods.add((fact.customer_name, subscription.key, period.index))
+            for index in late:
+                result.late_periods.add((fact.customer_name, subscription.key, index))
         result.dirty_series.add(key)
         value = fact.value if isinstance(fact.value, Decimal) else Decimal(0)
         result.raw_rows.append(
@@ -146,6 +171,10 @@ class Processor:
         current = result.max_event_time.get(record.partition)
         if current is None or fact.time > current:
             result.max_event_time[record.partition] = fact.time
+
+
+def copy_timeline(timeline: Any) -> dict[str, Any]:
+    return {"points": [list(p) for p in timeline["points"]], "base": timeline["base"], "applied": timeline["applied"]}
 
 
 RAW_COLUMNS = [

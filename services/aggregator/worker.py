@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from functools import partial
 import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,7 +23,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from services.aggregator.app import Declarations, declare
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.invoice_store import InvoiceStore
+from services.aggregator.guard import DeadLetterGuard
+from services.aggregator.quantities import timeline_periods
 from services.aggregator.processing import (
+    SEP,
+    TIMELINE,
+    copy_timeline,
     DeadLetter,
     Processor,
     Record,
@@ -32,10 +39,12 @@ from services.aggregator.writer import StoreWriter, total_row
 from services.infra import queries, topics
 from services.infra.catalog_view import CatalogView
 from services.infra.clickhouse_store import apply_migrations, connect
-from services.infra.partitioning import partition_key
+from services.infra.partitioning import customer_partition, partition_key
 from services.settings import Settings
 from shared.models.json_types import format_utc
+from shared.periods import period_containing
 from shared.resolution import Limits
+from shared.timeline import compact
 
 log = logging.getLogger("metering.aggregator")
 
@@ -45,6 +54,7 @@ PERIODS = Counter("metering_aggregator_period_events_total", "PeriodTotals emitt
 BATCH_SIZE = 2000
 BATCH_WITHIN_SECONDS = 0.2
 EXIT_STORE_FAILURE = 70
+COMPACTION_MARGIN = timedelta(days=2)
 
 
 def fatal(message: str) -> None:
@@ -86,7 +96,9 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         series=d.series, seen=d.seen, closed_through=closer.closed_through,
     )
     measurements_topic = topics.name(settings, topics.MEASUREMENTS)
-    state = {"index_ready": False}
+    state: dict[str, Any] = {"index_ready": False, "owned": set(), "housekept": 0.0}
+    guard = DeadLetterGuard(settings.dead_letter_max_ratio, settings.dead_letter_min_records, 60.0)
+    window = timedelta(days=settings.dedup_window_days)
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_side_services() -> None:
@@ -115,9 +127,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         totals = []
         for key in result.dirty_series:
             index.add(key)
-            customer, meter, series, start = parse_series_table_key(key)
-            state_ = d.series[key]
-            totals.append(total_row(customer, meter, series, _parse(start), _parse(state_["end"]), state_))
+            totals.extend(store_rows(key, now))
         marks = []
         for partition, event_time in result.max_event_time.items():
             clock_key = partition_key(partition)
@@ -131,9 +141,85 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         writer.write_raw(result.raw_rows)
         writer.write_totals(totals)
         writer.write_watermarks(marks)
+        stop_reason = guard.record(len(records), len(result.dead_letters))
+        if stop_reason is not None:
+            fatal(f"dead-letter limit reached: {stop_reason}")
         EVENTS.labels("duplicate").inc(result.duplicates)
         EVENTS.labels("folded").inc(result.folded)
         EVENTS.labels("dead_lettered").inc(len(result.dead_letters))
+
+    def store_rows(key: str, now: datetime) -> list[list[Any]]:
+        customer, meter, series, start = parse_series_table_key(key)
+        state_ = d.series.get(key)
+        if state_ is None:
+            return []
+        if start != TIMELINE:
+            return [total_row(customer, meter, series, _parse(start), _parse(state_["end"]), state_)]
+        closed = partial(closer.closed_through, customer)
+        return [
+            [customer, meter, series, period.start, period.end, value, len(state_["points"]), state_["applied"]]
+            for period, value in timeline_periods(view.catalog, key, state_, now, closed)
+        ]
+
+    def resync_store(partitions: set[int]) -> None:
+        """Rewrite the absolute totals of series this worker just took over.
+
+        The previous owner may have updated the table (changelog) without reaching the
+        store, or written to a store of its own (embedded engine); absolute, versioned
+        rows make this rewrite harmless when nothing was missed.
+        """
+        index.rebuild(list(d.series.keys()))
+        now = datetime.now(timezone.utc)
+        rows: list[list[Any]] = []
+        for customer, keys in index.keys.items():
+            if customer_partition(customer, settings.partitions) in partitions:
+                for key in keys:
+                    rows.extend(store_rows(key, now))
+        writer.write_totals(rows)
+        log.info("resynced %d total rows for partitions %s", len(rows), sorted(partitions))
+
+    def housekeep(owned: set[int]) -> None:
+        """Forget ids older than the dedup window; compact old timeline points."""
+        now = datetime.now(timezone.utc)
+        # A record may be consumed a while after it was produced (and judged against the
+        # window): keep a margin so no accepted point can land before compacted history.
+        cutoff = now - window - COMPACTION_MARGIN
+        cutoff_text = format_utc(cutoff)
+        expired = [
+            key for key, value in d.seen.items()
+            if value[1] < cutoff_text and customer_partition(key.split(SEP, 1)[0], settings.partitions) in owned
+        ]
+        for key in expired:
+            del d.seen[key]
+        catalog = view.catalog
+        compacted = 0
+        for key, value in list(d.series.items()):
+            customer, meter_name, _, period = parse_series_table_key(key)
+            meter = catalog.meters.get(meter_name)
+            if period != TIMELINE or meter is None or meter.reporting_method == "total":
+                continue
+            if customer_partition(customer, settings.partitions) not in owned:
+                continue
+            oldest = oldest_open_start(customer, cutoff)
+            if oldest is not None:
+                timeline = copy_timeline(value)
+                before = len(timeline["points"])
+                compact(meter, timeline, oldest)
+                if len(timeline["points"]) != before:
+                    d.series[key] = timeline
+                    compacted += 1
+        if expired or compacted:
+            log.info("housekeeping: %d ids expired, %d timelines compacted", len(expired), compacted)
+
+    def oldest_open_start(customer: str, cutoff: datetime) -> datetime | None:
+        """Start of the oldest period a measurement inside the dedup window can touch."""
+        subscription = view.catalog.subscription_at(customer, cutoff)
+        if subscription is None:
+            return None
+        plan = view.catalog.price_plans.get(subscription.price_plan_name)
+        if plan is None:
+            return None
+        return period_containing(subscription.start_time, plan.period, cutoff, subscription.end_time).start
 
     async def send_dead_letter(letter: DeadLetter) -> None:
         log.warning(
@@ -159,7 +245,15 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         try:
             ensure_index()
             owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == measurements_topic}
-            for event in closer.tick(owned, datetime.now(timezone.utc)):
+            gained = owned - state["owned"]
+            state["owned"] = owned
+            if gained:
+                resync_store(gained)
+            if time.monotonic() - state["housekept"] >= settings.housekeeping_seconds:
+                housekeep(owned)
+                state["housekept"] = time.monotonic()
+            now = datetime.now(timezone.utc)
+            for event in closer.tick(owned, now):
                 PERIODS.labels(event.reason).inc()
                 log.info(
                     "period %s %s..%s of %s: %s", event.reason, format_utc(event.period_start),
@@ -168,6 +262,13 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                 await d.period_totals.send(
                     key=event.customer_name.encode(), value=event.model_dump_json().encode()
                 )
+                # A closed period's gauge integral now runs to the period end, not
+                # to the latest point: rewrite those rows with their final value.
+                finals = [
+                    row for key in index.of(event.customer_name)
+                    if parse_series_table_key(key)[3] == TIMELINE for row in store_rows(key, now)
+                ]
+                writer.write_totals(finals)
         except BaseException:
             fatal("period close failed")
 

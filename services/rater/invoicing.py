@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from services.rater.ledger import Ledger
 from shared.catalog import Catalog
 from shared.models.invoice import Invoice, PeriodTotals, invoice_id
 from shared.periods import period_at_index
-from shared.rating import RatingInput, invoice_total, rate
+from shared.rating import PRECISION, RatingInput, invoice_total, rate
 
 
 class UnknownPlan(Exception):
@@ -22,14 +22,18 @@ def invoice_for(event: PeriodTotals, catalog: Catalog, ledger: Ledger, now: date
         raise UnknownPlan(event.price_plan_name)
     full = period_at_index(event.subscription_start, plan.period, event.period_index)
     period = period_at_index(event.subscription_start, plan.period, event.period_index, event.period_end)
-    usage = {meter: sum(series.values(), Decimal(0)) for meter, series in event.totals.items()}
+    with localcontext() as ctx:
+        ctx.prec = PRECISION  # series totals are Decimal(38, 12): sum them without rounding
+        usage = {meter: sum(series.values(), Decimal(0)) for meter, series in event.totals.items()}
     lines = rate(
         RatingInput(plan=plan, period=period, full_period_seconds=full.seconds, usage=usage, meters=catalog.meters)
     )
     key = (event.customer_name, plan.name, event.period_start, event.period_end)
     revision = ledger.next_revision(key)
     if revision > 0:
-        lines = ledger.difference(key, lines)
+        with localcontext() as ctx:
+            ctx.prec = PRECISION
+            lines = ledger.difference(key, lines)
         if not lines:
             return None  # a replay, a re-run or a late duplicate: nothing changed
     return Invoice(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from shared.models.invoice import Invoice, InvoiceLine
+from shared.rating import PRECISION
 
 PeriodKey = tuple[str, str, datetime, datetime]  # customer, plan, start, end
 LineKey = tuple[str, str | None, str]  # type, meter, description
@@ -30,7 +31,9 @@ class Ledger:
         for line in invoice.lines:
             line_key = (line.type, line.meter_name, line.description)
             quantity, amount = lines.get(line_key, (Decimal(0), Decimal(0)))
-            lines[line_key] = (quantity + line.quantity, amount + line.amount)
+            with localcontext() as ctx:
+                ctx.prec = PRECISION  # keep every digit of 38-digit quantities
+                lines[line_key] = (quantity + line.quantity, amount + line.amount)
 
     def next_revision(self, key: PeriodKey) -> int:
         return self.revisions.get(key, -1) + 1

@@ -1,0 +1,125 @@
+"""Period quantities from the aggregator's state, for one customer's series.
+
+Two kinds of state live in the `series` table (see processing.py): period states of
+order-independent meters (one per series and period) and timelines of order-dependent
+ones (one per series). This module turns either into the quantity of a period, and
+applies `reporting_method: total` (cumulative from the subscription start).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Mapping
+
+from services.aggregator.processing import TIMELINE, parse_series_table_key
+from shared import timeline as timelines
+from shared.catalog import Catalog
+from shared.models import Meter
+from shared.models.json_types import format_utc
+from shared.periods import Period, period_at_index, period_index_at
+
+Totals = dict[str, dict[str, Decimal]]  # meter -> series -> quantity
+
+
+def period_totals(
+    meters: Mapping[str, Meter],
+    series: Mapping[str, Any],
+    keys: Iterable[str],
+    subscription_start: datetime,
+    start: datetime,
+    end: datetime,
+    upto: datetime | None = None,
+) -> Totals:
+    """Quantities of [start, end) for every series in `keys`.
+
+    `upto` (open periods only) stops a gauge's integral at the latest known instant
+    instead of the period end; closed periods pass None.
+    """
+    start_text = format_utc(start)
+    combined: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    out: Totals = {}
+    for key in keys:
+        _, meter_name, series_name, period = parse_series_table_key(key)
+        meter = meters.get(meter_name)
+        state = series.get(key)
+        if meter is None or state is None:
+            continue
+        cumulative = meter.reporting_method == "total"
+        if period == TIMELINE:
+            window_start = subscription_start if cumulative else start
+            window_end = end
+            if upto is not None and meter.meter_type == "GAUGE" and meter.aggregation == "SUM":
+                window_end = min(end, max(upto, window_start))
+            value = timelines.quantity(meter, state, window_start, window_end)
+            if value is not None:
+                out.setdefault(meter_name, {})[series_name] = value
+            continue
+        if cumulative:
+            if format_utc(subscription_start) <= period < format_utc(end):
+                combined.setdefault((meter_name, series_name), []).append(state)
+        elif period == start_text:
+            out.setdefault(meter_name, {})[series_name] = Decimal(state["value"])
+    for (meter_name, series_name), states in combined.items():
+        out.setdefault(meter_name, {})[series_name] = _combine(meters[meter_name], states)
+    return out
+
+
+def _combine(meter: Meter, states: list[dict[str, Any]]) -> Decimal:
+    """Several periods' states of one series as one (for cumulative reporting)."""
+    if meter.aggregation == "UNIQUE_COUNT":
+        uniques: set[str] = set()
+        for state in states:
+            uniques.update(state.get("uniques", []))
+        return Decimal(len(uniques))
+    values = [Decimal(s["value"]) for s in states if s["events"] > 0]
+    if not values:
+        return Decimal(0)
+    if meter.aggregation == "MAX":
+        return max(values)
+    if meter.aggregation == "MIN":
+        return min(values)
+    return sum(values, Decimal(0))
+
+
+def timeline_periods(
+    catalog: Catalog, key: str, state: Mapping[str, Any], now: datetime, closed_through: Callable[[str], int]
+) -> list[tuple[Period, Decimal]]:
+    """(period, quantity) for every period a timeline may have changed, for the store.
+
+    From the period of its earliest point up to the period containing `now`: a gauge
+    level carries into periods without points of their own. Periods not yet closed are
+    integrated only up to the latest point.
+    """
+    customer, meter_name, series_name, _ = parse_series_table_key(key)
+    meter = catalog.meters.get(meter_name)
+    points = state["points"]
+    if meter is None or not points:
+        return []
+    first = datetime.fromisoformat(points[0][0])
+    last = datetime.fromisoformat(points[-1][0])
+    rows: list[tuple[Period, Decimal]] = []
+    for subscription in catalog.subscriptions_of(customer):
+        plan = catalog.price_plans.get(subscription.price_plan_name)
+        if plan is None or (subscription.end_time is not None and subscription.end_time <= first):
+            continue
+        begin = max(first, subscription.start_time)
+        stop = min(max(now, last), subscription.end_time or max(now, last))
+        if stop < begin:
+            continue
+        closed = closed_through(subscription.key)
+        for index in range(
+            period_index_at(subscription.start_time, plan.period, begin),
+            period_index_at(subscription.start_time, plan.period, stop) + 1,
+        ):
+            period = period_at_index(subscription.start_time, plan.period, index, subscription.end_time)
+            if period.start >= period.end:
+                continue
+            upto = None if index < closed else last
+            totals = period_totals(
+                catalog.meters, {key: state}, [key], subscription.start_time, period.start, period.end, upto
+            )
+            value = totals.get(meter_name, {}).get(series_name)
+            if value is not None:
+                rows.append((period, value))
+    return rows

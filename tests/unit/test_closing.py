@@ -1,0 +1,185 @@
+"""Watermarks and period close (semantics.md, Watermarks and period close)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.aggregator.closing import Closer, SeriesIndex, Watermarks
+from services.aggregator.processing import series_table_key
+from services.infra.partitioning import customer_partition
+from shared.catalog import Catalog, parse_catalog
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+STARTED = utc(2026, 1, 1)
+SECOND = timedelta(seconds=1)
+GRACE = timedelta(seconds=30)
+SUB = "acme@2026-01-01T00:00:00+00:00"
+
+
+# ---- Watermarks -----------------------------------------------------------------
+
+
+def test_no_input_and_not_idle_yet_means_no_watermark() -> None:
+    marks = Watermarks(lateness=10 * SECOND, idle=60 * SECOND)
+    assert marks.watermark(0, STARTED + 59 * SECOND, STARTED) is None
+
+
+def test_watermark_is_max_event_time_less_lateness() -> None:
+    marks = Watermarks(lateness=10 * SECOND, idle=60 * SECOND)
+    now = utc(2026, 2, 1, 12)
+    marks.observe(0, utc(2026, 2, 1, 0, 0, 5), now)
+    marks.observe(0, utc(2026, 1, 31), now)  # older: the watermark never goes back
+    assert marks.watermark(0, now, STARTED) == utc(2026, 1, 31, 23, 59, 55)
+    assert marks.watermark(1, now, now) is None  # partitions are independent
+
+
+def test_an_idle_partition_advances_with_the_wall_clock() -> None:
+    marks = Watermarks(lateness=10 * SECOND, idle=60 * SECOND)
+    last = utc(2026, 2, 1, 12)
+    marks.observe(0, utc(2026, 2, 1), last)
+    assert marks.watermark(0, last + 59 * SECOND, STARTED) == utc(2026, 1, 31, 23, 59, 50)
+    assert marks.watermark(0, last + 60 * SECOND, STARTED) == last + 50 * SECOND
+    # A partition that never had input is idle since the worker started.
+    assert marks.watermark(3, STARTED + 60 * SECOND, STARTED) == STARTED + 50 * SECOND
+
+
+def test_the_wall_clock_never_pulls_the_watermark_back() -> None:
+    marks = Watermarks(lateness=0 * SECOND, idle=60 * SECOND)
+    last = utc(2026, 2, 1)
+    marks.observe(0, utc(2026, 3, 1), last)  # event times ahead of the wall clock
+    assert marks.watermark(0, last + 120 * SECOND, STARTED) == utc(2026, 3, 1)
+
+
+def test_observing_without_an_event_time_only_resets_idleness() -> None:
+    marks = Watermarks(lateness=0 * SECOND, idle=60 * SECOND)
+    marks.observe(0, None, STARTED + 100 * SECOND)
+    assert marks.watermark(0, STARTED + 130 * SECOND, STARTED) is None
+    assert marks.max_event_time == {}
+
+
+# ---- Closer ---------------------------------------------------------------------
+
+
+def make_catalog(end_time: str | None = None) -> Catalog:
+    subscription: dict[str, Any] = {"customer_name": "acme", "price_plan_name": "basic", "start_time": "2026-01-01T00:00:00Z"}
+    if end_time:
+        subscription["end_time"] = end_time
+    catalog, problems = parse_catalog({
+        "meters": [{"name": "api_calls"}],
+        "price_plans": [{"name": "basic", "period": "monthly", "metered_components": []}],
+        "customers": [{"name": "acme"}],
+        "subscriptions": [subscription],
+    })
+    assert problems == []
+    return catalog
+
+
+class Harness:
+    def __init__(self, catalog: Catalog | None = None, partitions: int = 1) -> None:
+        current = catalog or make_catalog()
+        self.series: dict[str, Any] = {}
+        self.index = SeriesIndex()
+        self.watermarks = Watermarks(lateness=0 * SECOND, idle=timedelta(days=1000))
+        self.closer = Closer(
+            catalog=lambda: current, series=self.series, marks={}, index=self.index,
+            watermarks=self.watermarks, grace=GRACE, partitions=partitions, started=STARTED,
+        )
+
+    def usage(self, start: datetime, end: datetime, value: int) -> None:
+        key = series_table_key("acme", "api_calls", "", start)
+        self.series[key] = {"value": str(value), "events": 1, "applied": 0, "end": end.isoformat()}
+        self.index.add(key)
+
+    def tick_at(self, watermark: datetime) -> list[tuple[str, int, datetime, datetime, dict[str, Any]]]:
+        self.watermarks.observe(0, watermark, watermark)
+        return [
+            (e.reason, e.period_index, e.period_start, e.period_end, e.totals)
+            for e in self.closer.tick({0}, watermark)
+        ]
+
+
+def test_a_period_closes_once_the_watermark_reaches_end_plus_grace() -> None:
+    h = Harness()
+    h.usage(utc(2026, 1, 1), utc(2026, 2, 1), 5)
+    assert h.tick_at(utc(2026, 2, 1) + GRACE - SECOND) == []
+    closed = h.tick_at(utc(2026, 2, 1) + GRACE)
+    assert closed == [("closed", 0, utc(2026, 1, 1), utc(2026, 2, 1), {"api_calls": {"": Decimal(5)}})]
+    assert h.closer.closed_through("acme", SUB) == 1
+
+
+def test_a_period_is_emitted_exactly_once() -> None:
+    h = Harness()
+    h.usage(utc(2026, 1, 1), utc(2026, 2, 1), 5)
+    assert len(h.tick_at(utc(2026, 2, 2))) == 1
+    assert h.tick_at(utc(2026, 2, 3)) == []
+    assert h.tick_at(utc(2026, 2, 28)) == []
+
+
+def test_a_jump_closes_every_period_passed_in_order() -> None:
+    h = Harness()
+    h.usage(utc(2026, 2, 1), utc(2026, 3, 1), 7)
+    closed = h.tick_at(utc(2026, 3, 1, 0, 0, 30))
+    assert closed == [
+        ("closed", 0, utc(2026, 1, 1), utc(2026, 2, 1), {}),
+        ("closed", 1, utc(2026, 2, 1), utc(2026, 3, 1), {"api_calls": {"": Decimal(7)}}),
+    ]
+
+
+def test_late_usage_re_emits_a_closed_period_once() -> None:
+    h = Harness()
+    h.usage(utc(2026, 1, 1), utc(2026, 2, 1), 5)
+    h.tick_at(utc(2026, 2, 2))
+    h.usage(utc(2026, 1, 1), utc(2026, 2, 1), 8)  # late usage folded into January
+    h.closer.mark_late("acme", SUB, 0)
+    h.closer.mark_late("acme", SUB, 0)  # marked twice, still emitted once
+    assert h.tick_at(utc(2026, 2, 2, 1)) == [
+        ("late_usage", 0, utc(2026, 1, 1), utc(2026, 2, 1), {"api_calls": {"": Decimal(8)}})
+    ]
+    assert h.tick_at(utc(2026, 2, 2, 2)) == []
+
+
+def test_a_subscription_end_gives_a_short_final_period_and_nothing_after() -> None:
+    h = Harness(make_catalog(end_time="2026-01-15T00:00:00Z"))
+    h.usage(utc(2026, 1, 1), utc(2026, 1, 15), 3)
+    assert h.tick_at(utc(2026, 1, 15) + GRACE - SECOND) == []
+    assert h.tick_at(utc(2026, 1, 15) + GRACE) == [
+        ("closed", 0, utc(2026, 1, 1), utc(2026, 1, 15), {"api_calls": {"": Decimal(3)}})
+    ]
+    assert h.tick_at(utc(2026, 6, 1)) == []
+
+
+def test_only_owned_partitions_are_closed() -> None:
+    h = Harness(partitions=8)
+    acme = customer_partition("acme", 8)
+    h.watermarks.observe(acme, utc(2026, 3, 1), utc(2026, 3, 1))
+    others = {p for p in range(8) if p != acme}
+    assert h.closer.tick(others, utc(2026, 3, 1)) == []
+    assert [e.period_index for e in h.closer.tick({acme}, utc(2026, 3, 1))] == [0]
+
+
+@pytest.mark.parametrize("index", [1, 5])
+def test_marking_an_open_period_late_emits_nothing(index: int) -> None:
+    h = Harness()
+    h.tick_at(utc(2026, 2, 2))  # January closed
+    h.closer.mark_late("acme", SUB, index)
+    assert h.tick_at(utc(2026, 2, 3)) == []
+
+
+def test_a_label_value_containing_the_key_separator_does_not_break_a_close() -> None:
+    # Label values come from producers; one holding the table-key separator must not
+    # crash the close (a crash here would repeat on every restart).
+    h = Harness()
+    hostile = series_table_key("acme", "api_calls", "zone=a\x1fb", utc(2026, 1, 1))
+    h.series[hostile] = {"value": "2", "events": 1, "applied": 0, "end": "2026-02-01T00:00:00Z"}
+    h.index.add(hostile)
+    assert h.tick_at(utc(2026, 2, 2)) == [
+        ("closed", 0, utc(2026, 1, 1), utc(2026, 2, 1), {"api_calls": {"zone=a\x1fb": Decimal(2)}})
+    ]

@@ -1,0 +1,108 @@
+"""Folding facts into series state (semantics.md, Aggregation), idempotent under replay."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from shared.folding import State, empty_state, fold, quantity
+from shared.models import Meter
+
+D = Decimal
+
+
+def meter(aggregation: str, data_type: str = "FLOAT") -> Meter:
+    return Meter.model_validate({"name": "m", "aggregation": aggregation, "data_type": data_type})
+
+
+def folded(m: Meter, values: list[Any]) -> State:
+    state = empty_state()
+    for offset, value in enumerate(values):
+        assert fold(state, m, value, offset) is True
+    return state
+
+
+def test_empty_state() -> None:
+    assert empty_state() == {"value": "0", "events": 0, "applied": -1}
+    assert quantity(empty_state()) == D(0)
+
+
+def test_sum() -> None:
+    state = folded(meter("SUM"), [D("1.5"), D("2.25"), D(-1), D("0.001")])
+    assert quantity(state) == D("2.751")
+    assert (state["events"], state["applied"]) == (4, 3)
+
+
+def test_sum_is_exact_with_many_digits() -> None:
+    state = folded(meter("SUM"), [D("0.1")] * 10 + [D("12345678901234567890.000001")])
+    assert quantity(state) == D("12345678901234567891.000001")
+
+
+def test_count_ignores_values() -> None:
+    assert quantity(folded(meter("COUNT"), [D(100), D(0), D(-5)])) == D(3)
+
+
+def test_max() -> None:
+    assert quantity(folded(meter("MAX"), [D(3), D(9), D(4)])) == D(9)
+    # The first value is taken as is, even when below the initial "0".
+    assert quantity(folded(meter("MAX"), [D(-7), D(-2), D(-5)])) == D(-2)
+
+
+def test_min() -> None:
+    assert quantity(folded(meter("MIN"), [D(3), D(9), D("2.5")])) == D("2.5")
+    # The first value is taken as is, even when above the initial "0".
+    assert quantity(folded(meter("MIN"), [D(8), D(6), D(7)])) == D(6)
+
+
+def test_unique_count_of_strings() -> None:
+    state = folded(meter("UNIQUE_COUNT", "STRING"), ["alice", "bob", "alice", "carol", "bob"])
+    assert quantity(state) == D(3)
+    assert state["uniques"] == ["alice", "bob", "carol"]
+    assert state["events"] == 5
+
+
+def test_unique_count_of_numbers_compares_values_not_spelling() -> None:
+    state = folded(meter("UNIQUE_COUNT", "INT"), [D(5), D("5.0"), D("5E+0"), D(6), D("1E+2"), D(100)])
+    assert quantity(state) == D(3)
+    assert state["uniques"] == ["100", "5", "6"]
+
+
+def test_values_may_arrive_as_text() -> None:
+    assert quantity(folded(meter("SUM"), ["1.5", "2"])) == D("3.5")
+
+
+@pytest.mark.parametrize("aggregation", ["SUM", "COUNT", "MAX", "MIN", "UNIQUE_COUNT"])
+def test_replaying_an_applied_offset_is_a_no_op(aggregation: str) -> None:
+    m = meter(aggregation)
+    state = empty_state()
+    assert fold(state, m, D(4), 10) is True
+    assert fold(state, m, D(7), 11) is True
+    before = copy.deepcopy(state)
+    assert fold(state, m, D(7), 11) is False  # the same record again
+    assert fold(state, m, D(9), 10) is False  # an older one
+    assert state == before
+
+
+def test_offsets_may_skip() -> None:
+    state = empty_state()
+    m = meter("SUM")
+    assert fold(state, m, D(1), 5) is True
+    assert fold(state, m, D(1), 100) is True
+    assert (quantity(state), state["applied"]) == (D(2), 100)
+
+
+def test_state_stays_json_able() -> None:
+    import json
+
+    state = folded(meter("UNIQUE_COUNT", "STRING"), ["a", "b"])
+    assert json.loads(json.dumps(state)) == state
+
+
+def test_sum_keeps_all_38_digits_of_the_store() -> None:
+    # 26 integer digits plus 12 fractional digits: more than Decimal's default 28.
+    big = D("12345678901234567890123456")
+    state = folded(meter("SUM"), [big, D("0.123456789012"), D("0.000000000001")])
+    assert quantity(state) == D("12345678901234567890123456.123456789013")

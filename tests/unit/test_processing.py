@@ -1,0 +1,225 @@
+"""services.aggregator.processing.Processor on plain dicts: fold, dedup, replay, dead letters."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from services.aggregator.processing import (
+    SEP,
+    Processor,
+    Record,
+    dedup_key,
+    parse_series_table_key,
+    series_table_key,
+)
+from shared.catalog import Catalog, parse_catalog
+from shared.resolution import Limits
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+SUB = "acme@2026-01-01T00:00:00+00:00"
+MARCH = "acme" + SEP + "api_calls" + SEP + "" + SEP + "2026-03-01T00:00:00Z"
+FEBRUARY = "acme" + SEP + "api_calls" + SEP + "" + SEP + "2026-02-01T00:00:00Z"
+
+DOCUMENT: dict[str, Any] = {
+    "meters": [
+        {"name": "api_calls", "event_name": "request"},
+        {"name": "regions", "event_name": "request", "data_type": "STRING", "aggregation": "UNIQUE_COUNT",
+         "primary_labels": ["zone"]},
+    ],
+    "price_plans": [{"name": "basic", "period": "monthly", "metered_components": []}],
+    "customers": [{"name": "acme"}],
+    "subscriptions": [{"customer_name": "acme", "price_plan_name": "basic", "start_time": "2026-01-01T00:00:00Z"}],
+}
+
+
+def make_catalog(document: dict[str, Any] = DOCUMENT) -> Catalog:
+    catalog, problems = parse_catalog(document)
+    assert problems == []
+    return catalog
+
+
+def make_processor(series: dict[str, Any] | None = None, seen: dict[str, Any] | None = None,
+                   closed: int = 0, catalog: Catalog | None = None) -> Processor:
+    current = catalog or make_catalog()
+    return Processor(
+        catalog=lambda: current,
+        refresh_catalog=lambda: None,
+        limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
+        series={} if series is None else series,
+        seen={} if seen is None else seen,
+        closed_through=lambda customer, sub_key: closed,
+    )
+
+
+def record(offset: int, value: Any, key: bytes | None = b"acme", partition: int = 0) -> Record:
+    payload = value if isinstance(value, bytes) or value is None else json.dumps(value).encode()
+    return Record("measurements", partition, offset, key, payload, NOW)
+
+
+def usage(id: str, value: Any, time: str = "2026-03-05T00:00:00Z", **extra: Any) -> dict[str, Any]:
+    return {"id": id, "customer_name": "acme", "meter_name": "api_calls", "value": value, "time": time, **extra}
+
+
+def test_valid_records_fold_into_the_period_series() -> None:
+    p = make_processor()
+    result = p.process([record(0, usage("a", 2)), record(1, usage("b", 3)), record(2, usage("c", 5, "2026-02-20T00:00:00Z"))])
+    assert (result.folded, result.duplicates, result.dead_letters) == (3, 0, [])
+    assert p.series[MARCH] == {"value": "5", "events": 2, "applied": 1, "end": "2026-04-01T00:00:00Z"}
+    assert p.series[FEBRUARY] == {"value": "5", "events": 1, "applied": 2, "end": "2026-03-01T00:00:00Z"}
+    assert result.dirty_series == {MARCH, FEBRUARY}
+    assert p.seen == {dedup_key("acme", "api_calls", "a"): [0, "2026-03-05T00:00:00Z"],
+                      dedup_key("acme", "api_calls", "b"): [1, "2026-03-05T00:00:00Z"],
+                      dedup_key("acme", "api_calls", "c"): [2, "2026-02-20T00:00:00Z"]}
+    assert result.max_event_time == {0: datetime(2026, 3, 5, tzinfo=timezone.utc)}
+    assert [row[2] for row in result.raw_rows] == ["a", "b", "c"]
+    assert result.late_periods == set()
+
+
+def test_an_event_name_feeds_every_matching_meter_and_series() -> None:
+    p = make_processor()
+    m = {"id": "e1", "customer_name": "acme", "event_name": "request", "value": "eu-1",
+         "time": "2026-03-05T00:00:00Z", "labels": {"zone": "z1"}}
+    result = p.process([record(0, m)])
+    assert result.dead_letters[0].reason == "value: must be a number for INT meter 'api_calls'"
+    m["value"] = 7
+    result = p.process([record(1, m)])
+    assert result.folded == 2
+    regions = SEP.join(["acme", "regions", "zone=z1", "2026-03-01T00:00:00Z"])
+    assert p.series[MARCH]["value"] == "7"
+    assert p.series[regions]["value"] == "1" and p.series[regions]["uniques"] == ["7"]
+
+
+def test_a_duplicate_id_at_another_offset_is_counted_once() -> None:
+    p = make_processor()
+    result = p.process([record(0, usage("a", 2)), record(1, usage("a", 2)), record(5, usage("a", 9))])
+    assert (result.folded, result.duplicates) == (1, 2)
+    assert p.series[MARCH]["value"] == "2"
+    assert len(result.raw_rows) == 1
+    # ...and in a later batch too.
+    again = p.process([record(9, usage("a", 2))])
+    assert (again.folded, again.duplicates, again.dead_letters) == (0, 1, [])
+    assert p.series[MARCH]["value"] == "2"
+
+
+def test_the_same_id_on_another_meter_is_not_a_duplicate() -> None:
+    p = make_processor()
+    result = p.process([record(0, usage("a", 2)), record(1, {**usage("a", "x"), "meter_name": "regions"})])
+    assert (result.folded, result.duplicates) == (2, 0)
+
+
+def test_replay_after_a_crash_changes_no_totals() -> None:
+    series: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+    records = [record(0, usage("a", 2)), record(1, usage("b", 3)), record(2, usage("a", 2))]
+    first = make_processor(series, seen).process(records)
+    assert (first.folded, first.duplicates) == (2, 1)
+    before = copy.deepcopy((series, seen))
+    # The worker died before committing offsets: the same records come again.
+    replay = make_processor(series, seen).process(records)
+    assert (series, seen) == before
+    assert series[MARCH]["value"] == "5"
+    assert (replay.folded, replay.duplicates) == (0, 1)
+    # The series is still marked dirty so its absolute total is rewritten to the store.
+    assert replay.dirty_series == {MARCH}
+
+
+def test_a_crash_between_the_dedup_table_and_the_series_table() -> None:
+    # "seen" was persisted, "series" was not: the owner offset refolds, nothing doubles.
+    seen: dict[str, Any] = {}
+    make_processor({}, seen).process([record(0, usage("a", 2))])
+    series: dict[str, Any] = {}
+    result = make_processor(series, seen).process([record(0, usage("a", 2))])
+    assert (result.folded, series[MARCH]["value"]) == (1, "2")
+
+
+def reasons(result: Any) -> list[str]:
+    return [letter.reason for letter in result.dead_letters]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"globex", usage("a", 1), "key: must be the customer name 'acme' (records of a customer share a partition)"),
+        (None, usage("a", 1), "key: must be the customer name 'acme' (records of a customer share a partition)"),
+        (b"acme", b"{not json", "body: Invalid JSON: key must be a string at line 1 column 2"),
+        (b"acme", b"\xff\xfe", "body: Invalid JSON: expected value at line 1 column 1"),
+        (b"acme", None, "value: empty record (a measurement JSON object is required)"),
+        (b"acme", {"customer_name": "acme", "meter_name": "api_calls", "value": 1}, "id: Field required"),
+        (b"acme", usage("a", "many"), "value: must be a number for INT meter 'api_calls'"),
+        (b"acme", usage("a", 1.5), "value: must be a whole number for INT meter 'api_calls'"),
+        (b"acme", {**usage("a", 1), "meter_name": "ghost"}, "meter_name: unknown meter 'ghost'"),
+        (b"acme", {**usage("a", 1), "customer_name": "nobody"}, "customer_name: unknown customer 'nobody'"),
+        (b"acme", usage("a", 1, "2025-12-31T23:00:00Z"), "time: is older than the 35-day dedup window"),
+        (b"acme", usage("a", 1, "2026-03-10T12:06:00Z"), "time: is more than 300 s in the future"),
+    ],
+)
+def test_dead_letters_name_the_field(key: bytes | None, value: Any, reason: str) -> None:
+    p = make_processor()
+    bad = record(3, value, key=key)
+    result = p.process([bad])
+    assert reasons(result) == [reason]
+    assert result.dead_letters[0].record is bad
+    assert (result.folded, p.series, p.seen, result.raw_rows) == (0, {}, {}, [])
+
+
+def test_a_dead_letter_does_not_stop_the_batch() -> None:
+    p = make_processor()
+    result = p.process([record(0, usage("a", 1)), record(1, b"oops"), record(2, usage("b", 1))])
+    assert result.folded == 2 and len(result.dead_letters) == 1
+    assert result.dead_letters[0].record.offset == 1
+
+
+def test_the_catalog_is_refreshed_once_for_an_unknown_entity() -> None:
+    calls: list[int] = []
+    catalogs = [make_catalog({**DOCUMENT, "customers": [], "subscriptions": []})]
+
+    def refresh() -> None:
+        calls.append(1)
+        catalogs[0] = make_catalog()
+
+    p = Processor(
+        catalog=lambda: catalogs[0], refresh_catalog=refresh,
+        limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
+        series={}, seen={}, closed_through=lambda c, s: 0,
+    )
+    result = p.process([record(0, usage("a", 4))])
+    assert (calls, result.folded, result.dead_letters) == ([1], 1, [])
+
+
+def test_late_usage_into_a_closed_period_is_reported() -> None:
+    p = make_processor(closed=2)  # January (0) and February (1) are closed
+    result = p.process([record(0, usage("late", 4, "2026-02-27T00:00:00Z")), record(1, usage("ok", 1))])
+    assert result.folded == 2
+    assert result.late_periods == {("acme", SUB, 1)}
+    assert p.series[FEBRUARY]["value"] == "4"
+    # A replay of the late record folds nothing and reports nothing new.
+    replay = p.process([record(0, usage("late", 4, "2026-02-27T00:00:00Z"))])
+    assert (replay.folded, replay.late_periods) == (0, set())
+
+
+def test_max_event_time_per_partition() -> None:
+    p = make_processor()
+    result = p.process([
+        record(0, usage("a", 1, "2026-03-05T00:00:00Z"), partition=0),
+        record(1, usage("b", 1, "2026-03-07T00:00:00Z"), partition=0),
+        record(0, usage("c", 1, "2026-03-06T00:00:00Z"), partition=1),
+        record(2, usage("d", 1, "2026-03-01T00:00:00Z"), partition=0),
+    ])
+    assert result.max_event_time == {0: datetime(2026, 3, 7, tzinfo=timezone.utc),
+                                     1: datetime(2026, 3, 6, tzinfo=timezone.utc)}
+
+
+def test_series_table_key_round_trips_even_with_the_separator_in_a_label() -> None:
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert parse_series_table_key(series_table_key("acme", "api_calls", "zone=a", start)) == (
+        "acme", "api_calls", "zone=a", "2026-03-01T00:00:00Z"
+    )
+    hostile = "zone=a" + SEP + "b"
+    assert parse_series_table_key(series_table_key("acme", "regions", hostile, start)) == (
+        "acme", "regions", hostile, "2026-03-01T00:00:00Z"
+    )
