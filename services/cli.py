@@ -143,6 +143,14 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def cmd_topics(settings: Settings, _: argparse.Namespace) -> int:
+    from services.infra.topics import ALL, ensure_topics, name
+
+    ensure_topics(settings, _bootstrap(settings))
+    print("topics ready: " + ", ".join(name(settings, spec) for spec in ALL))
+    return 0
+
+
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from services.infra.clickhouse_store import apply_migrations, connect
 
@@ -167,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     catalog.add_argument("action", choices=["apply"])
     catalog.add_argument("file")
     catalog.set_defaults(func=cmd_catalog)
+    sub.add_parser("topics", help="create the pipeline's Kafka topics (idempotent)").set_defaults(func=cmd_topics)
     sub.add_parser("migrate", help="apply ClickHouse migrations").set_defaults(func=cmd_migrate)
     args = parser.parse_args(argv)
     _configure_logging()

@@ -168,6 +168,8 @@ def _customer_problems(catalog: Catalog, customer: Customer) -> list[Problem]:
     problems: list[Problem] = []
     if not customer.name.strip():
         problems.append(("name", "must not be blank"))
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in customer.name):
+        problems.append(("name", "must not contain control characters"))
     for index, item in enumerate(customer.measurement_mappings or []):
         for part in ("label", "value"):
             if not isinstance(item.get(part), str) or not item.get(part):

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from shared.models import PricePlan, Subscription
+from shared.money import exact_arithmetic
 from shared.periods import MONTHS_PER_PERIOD, Period, add_months, charge_windows, elapsed_seconds, period_at_index
 from shared.trial import is_first_period_after_trial, trial_end
 
@@ -65,8 +66,9 @@ class Coverage:
         """
         cut = self.period.end if self.shortened else None
         total = Decimal(0)
-        for start, end in self.windows(frequency):
-            total += _paid_fraction(start, end, self.trial_end, cut)
+        with exact_arithmetic():
+            for start, end in self.windows(frequency):
+                total += _paid_fraction(start, end, self.trial_end, cut)
         return total
 
     def billable_fraction(self) -> Decimal:
@@ -75,7 +77,8 @@ class Coverage:
         Scales quantity commitments (a component's `watermark`), which are per period
         rather than per charge window.
         """
-        return _paid_fraction(self.period.start, self.full_end, self.trial_end, self.period.end)
+        with exact_arithmetic():
+            return _paid_fraction(self.period.start, self.full_end, self.trial_end, self.period.end)
 
     @property
     def entirely_in_trial(self) -> bool:

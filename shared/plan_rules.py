@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from shared.models import PricePlan
 from shared.models.price_plan import MeteredComponent
+from shared.trial import TRIAL_UNITS
 
 FREQUENCIES = ("monthly", "quarterly", "annual")
 TIME_UNITS = ("second", "minute", "hour", "day")
@@ -29,6 +30,9 @@ def plan_problems(plan: PricePlan) -> list[Problem]:
             problems.append((f"{where}.meter_name", "prices the same meter twice"))
         seen.add(component.meter_name)
         problems.extend(_component_problems(component, where))
+    problems.extend(_add_on_problems(plan))
+    problems.extend(_limit_problems(plan))
+    problems.extend(_trial_problems(plan))
     return problems
 
 
@@ -38,6 +42,9 @@ def _component_problems(component: MeteredComponent, where: str) -> list[Problem
         value = getattr(component, field)
         if value is not None and value < 0:
             problems.append((f"{where}.{field}", "must not be negative"))
+    frequency = component.minimum_charge_frequency
+    if frequency is not None and frequency not in FREQUENCIES:
+        problems.append((f"{where}.minimum_charge_frequency", f"must be one of {', '.join(FREQUENCIES)}"))
     if component.limit is not None and component.watermark is not None:
         if component.watermark > component.limit:
             problems.append((f"{where}.watermark", "must not exceed limit"))
@@ -78,4 +85,67 @@ def _tier_problems(caps: list[Decimal | None], at: str) -> list[Problem]:
         previous = cap
     if caps and caps[-1] is not None:
         problems.append((f"{at}.prices[{len(caps) - 1}].cap", "the last tier must be uncapped"))
+    return problems
+
+
+def _add_on_problems(plan: PricePlan) -> list[Problem]:
+    """Add-ons are charged `price x quantity` (semantics.md), so only a FLAT scheme is ratable.
+
+    Each feature is offered once, and add-on lines are told apart by their description
+    (feature display name, else name) when a correction is computed, so those are unique too.
+    """
+    problems: list[Problem] = []
+    names: set[str] = set()
+    descriptions: set[str] = set()
+    for index, add_on in enumerate(plan.add_ons or []):
+        where = f"add_ons[{index}]"
+        name = add_on.feature.name
+        description = add_on.feature.display_name or name
+        if name in names:
+            problems.append((f"{where}.feature.name", "offers the same feature twice"))
+        elif description in descriptions:
+            problems.append((f"{where}.feature.display_name", "is the display name of another add-on"))
+        names.add(name)
+        descriptions.add(description)
+        if add_on.price < 0:
+            problems.append((f"{where}.price", "must not be negative"))
+        if add_on.price_scheme_type != "FLAT":
+            problems.append((f"{where}.price_scheme_type", "must be FLAT (an add-on is charged price x quantity)"))
+        for field in ("price_frequency", "charge_frequency"):
+            value = getattr(add_on, field)
+            if value is not None and value not in FREQUENCIES:
+                problems.append((f"{where}.{field}", f"must be one of {', '.join(FREQUENCIES)}"))
+        if add_on.limit is not None and add_on.limit < 0:
+            problems.append((f"{where}.limit", "must not be negative"))
+    return problems
+
+
+def _limit_problems(plan: PricePlan) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(plan.limits or []):
+        where = f"limits[{index}]"
+        if entry.feature.name in seen:
+            problems.append((f"{where}.feature.name", "limits the same feature twice"))
+        seen.add(entry.feature.name)
+        if entry.limit < 0:
+            problems.append((f"{where}.limit", "must not be negative"))
+    return problems
+
+
+def _trial_problems(plan: PricePlan) -> list[Problem]:
+    """A trial's window must be computable: a known unit whenever it has a length."""
+    trial = plan.trial
+    if trial is None:
+        return []
+    problems: list[Problem] = []
+    if trial.time_length is not None and trial.time_length < 0:
+        problems.append(("trial.time_length", "must not be negative"))
+    unit = trial.time_unit_name
+    if unit is not None and unit not in TRIAL_UNITS:
+        problems.append(("trial.time_unit_name", f"must be one of {', '.join(TRIAL_UNITS)}"))
+    elif unit is None and (trial.time_length or 0) > 0:
+        problems.append(("trial.time_unit_name", "is required with a time_length"))
+    if trial.credit is not None and trial.credit < 0:
+        problems.append(("trial.credit", "must not be negative"))
     return problems

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from urllib.parse import quote
 
 from shared.catalog import Catalog
 from shared.models import Measurement, Meter
@@ -36,8 +37,14 @@ class Fact:
 
 
 def series_key(meter: Meter, labels: dict[str, str]) -> str:
-    """Primary-label series as 'label=value' pairs joined by '&' ('' when unsplit)."""
-    return "&".join(f"{label}={labels.get(label, '')}" for label in meter.primary_labels)
+    """Primary-label series as 'label=value' pairs joined by '&' ('' when unsplit).
+
+    Labels and values are percent-encoded, so a value containing '&' or '=' can never
+    make two different label sets read as one series.
+    """
+    return "&".join(
+        f"{quote(label, safe='')}={quote(labels.get(label, ''), safe='')}" for label in meter.primary_labels
+    )
 
 
 def resolve(

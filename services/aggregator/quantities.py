@@ -9,7 +9,7 @@ applies `reporting_method: total` (cumulative from the subscription start).
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, Callable, Iterable, Mapping
 
 from services.aggregator.processing import TIMELINE, parse_series_table_key
@@ -17,6 +17,7 @@ from shared import timeline as timelines
 from shared.catalog import Catalog
 from shared.models import Meter
 from shared.models.json_types import format_utc
+from shared.rating import PRECISION
 from shared.periods import Period, period_at_index, period_index_at
 
 Totals = dict[str, dict[str, Decimal]]  # meter -> series -> quantity
@@ -79,7 +80,9 @@ def _combine(meter: Meter, states: list[dict[str, Any]]) -> Decimal:
         return max(values)
     if meter.aggregation == "MIN":
         return min(values)
-    return sum(values, Decimal(0))
+    with localcontext() as context:
+        context.prec = PRECISION
+        return sum(values, Decimal(0))
 
 
 def timeline_periods(

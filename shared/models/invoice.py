@@ -71,3 +71,9 @@ class PeriodTotals(ClosedModel):
     totals: dict[str, dict[str, DecimalText]]
     reason: Literal["closed", "late_usage"]
     watermark: UtcDateTime
+    # meter name -> series key -> the part of `totals` the plan's trial leaves unbilled
+    # (shared/rating.py, RatingInput.usage_in_trial): for SUM/COUNT and a GAUGE's SUM the
+    # total of the in-trial slice of the period; for MAX/MIN/UNIQUE_COUNT the period
+    # quantity less that of the post-trial slice alone. Empty when the period does not
+    # overlap a trial (and until the aggregator fills it).
+    trial_totals: dict[str, dict[str, DecimalText]] = Field(default_factory=dict)

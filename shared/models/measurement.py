@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, PlainSerializer, StrictBool, StrictStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, StrictBool, StrictStr, model_validator
 
 from shared.models.base import ClosedModel
 from shared.models.json_types import UtcDateTime
@@ -38,21 +38,31 @@ MeasurementValue = Annotated[
     PlainSerializer(_value_out, when_used="json"),
 ]
 
+def _no_control_characters(value: str) -> str:
+    # Control characters have no business in names and labels, and \x1f is the
+    # aggregator's key separator: refusing them keeps every key unambiguous.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_no_control_characters)]
+
 MAX_ID_LENGTH = 256
 MAX_LABELS = 32
 MAX_LABEL_LENGTH = 256
 
 
 class Measurement(ClosedModel):
-    id: StrictStr = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    meter_name: StrictStr | None = Field(default=None, min_length=1)
-    event_name: StrictStr | None = Field(default=None, min_length=1)
-    customer_name: StrictStr | None = Field(default=None, min_length=1)
+    id: Text = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    meter_name: Text | None = Field(default=None, min_length=1)
+    event_name: Text | None = Field(default=None, min_length=1)
+    customer_name: Text | None = Field(default=None, min_length=1)
     value: MeasurementValue
     time: UtcDateTime | None = None
     labels: dict[
-        Annotated[StrictStr, Field(min_length=1, max_length=MAX_LABEL_LENGTH)],
-        Annotated[StrictStr, Field(max_length=MAX_LABEL_LENGTH)],
+        Annotated[Text, Field(min_length=1, max_length=MAX_LABEL_LENGTH)],
+        Annotated[Text, Field(max_length=MAX_LABEL_LENGTH)],
     ] = Field(default_factory=dict, max_length=MAX_LABELS)
     reset_total: StrictBool = False
 

@@ -13,7 +13,7 @@ DataType = Literal["INT", "FLOAT", "STRING"]
 Aggregation = Literal["SUM", "COUNT", "MAX", "MIN", "UNIQUE_COUNT"]
 ReportingMethod = Literal["periodic", "total"]
 
-NAME_PATTERN = r"^\S(.*\S)?$"
+NAME_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
 
 
 class Meter(ClosedModel):
