@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1)
     consumer_group_prefix: str = "metering"
 
+    # Where other services reach the aggregator's read API (the embedded store's owner);
+    # unset: the local aggregator on aggregator_port.
+    aggregator_url: str | None = None
+
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     aggregator_port: int = 8081

@@ -8,6 +8,7 @@ so the records are read again after the restart and nothing is lost.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import time
@@ -287,20 +288,23 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         status = 200 if all(checks.values()) else 503
         return web.json({"ready": status == 200, "checks": checks}, status=status)
 
-    @app.page("/store/totals")
-    async def store_totals(web: Any, request: Any) -> Any:
-        customer = request.query.get("customer_name", "")
-        return web.json(writer.read(lambda c: queries.period_totals(c, customer)))
+    api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
 
-    @app.page("/store/invoices")
-    async def store_invoices(web: Any, request: Any) -> Any:
-        customer = request.query.get("customer_name", "")
-        return web.json(writer.read(lambda c: queries.invoices(c, customer)))
-
-    @app.page("/store/measurements/count")
-    async def store_measurement_count(web: Any, request: Any) -> Any:
-        customer = request.query.get("customer_name", "")
-        return web.json({"count": writer.read(lambda c: queries.measurement_count(c, customer))})
+    @app.page("/store/{name}")
+    async def store_read(web: Any, request: Any, name: str) -> Any:
+        """Named read queries over the store this process owns (see infra/queries.py)."""
+        if api_key is not None:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key):
+                return web.json({"error": "unauthorized"}, status=401)
+        query = queries.QUERIES.get(name)
+        if query is None:
+            return web.json({"error": f"unknown query {name!r}"}, status=404)
+        params = dict(request.query)
+        try:
+            return web.json(writer.read(lambda client: query(client, params)))
+        except queries.QueryError as error:
+            return web.json({"error": "invalid query", "reason": str(error)}, status=400)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

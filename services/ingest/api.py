@@ -18,7 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from services.infra import topics
+from services.infra.store_reader import StoreReader
 from services.ingest.publisher import Unavailable
+from services.ingest.read_routes import read_router
 from services.ingest.validation import BodyError, FieldError, judge, parse_body, parse_measurement
 from services.settings import Settings
 from shared.catalog import Catalog
@@ -56,7 +58,11 @@ class MeasurementSink(Protocol):
 
 
 def create_app(
-    settings: Settings, view: CatalogSource, publisher: MeasurementSink, peers: list[str] | None = None
+    settings: Settings,
+    view: CatalogSource,
+    publisher: MeasurementSink,
+    peers: list[str] | None = None,
+    reader: StoreReader | None = None,
 ) -> FastAPI:
     app = FastAPI(title="metering ingest", version="0.1.0")
     topic = topics.name(settings, topics.MEASUREMENTS)
@@ -148,6 +154,9 @@ def create_app(
         except BodyError as error:
             return _respond("one", 400, {"error": "invalid body", "errors": [{"field": "body", "reason": str(error)}]})
         return await accept([body], "one", single=True)
+
+    if reader is not None:
+        app.include_router(read_router(lambda: view.catalog, reader))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

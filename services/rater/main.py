@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 
-
 from services.rater.service import Rater, serve_health
 from services.settings import Settings
 
@@ -15,6 +14,9 @@ def run(settings: Settings, bootstrap: str) -> None:
 
     def stop(*_: object) -> None:
         rater.stopping.set()
+        if not rater.ready:
+            # Still starting (waiting on the broker): nothing to finish, leave now.
+            raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

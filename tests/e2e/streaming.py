@@ -80,12 +80,18 @@ def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
 
 
 def stored_totals(stack: Stack, customer: str) -> dict[tuple[str, str, datetime], Decimal]:
-    response = httpx.get(f"{stack.aggregator_url}/store/totals", params={"customer_name": customer}, timeout=30)
+    response = httpx.get(f"{stack.aggregator_url}/store/totals", params={"customer_name": customer},
+                         headers=auth(stack), timeout=30)
     response.raise_for_status()
     return {
         (row["meter_name"], row["series"], datetime.fromisoformat(row["period_start"])): Decimal(row["value"])
         for row in response.json()
     }
+
+
+def auth(stack: Stack) -> dict[str, str]:
+    key = stack.settings.api_key
+    return {} if key is None else {"Authorization": f"Bearer {key.get_secret_value()}"}
 
 
 def utc_now() -> datetime:

@@ -7,6 +7,7 @@ open the chdb data folder).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,7 @@ from services.settings import Settings
 from shared.catalog import parse_catalog
 from shared.periods import add_months
 from tests.support.catalogs import worked_example_catalog
+from tests.e2e.streaming import auth
 from tests.support.kafka import read_invoices, wait_for_no_lag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
@@ -37,7 +39,8 @@ def _batch(start: datetime, end: datetime) -> list[dict[str, Any]]:
 
 
 def _store(stack: Stack, what: str, customer: str) -> Any:
-    response = httpx.get(f"{stack.aggregator_url}/store/{what}", params={"customer_name": customer}, timeout=10)
+    response = httpx.get(f"{stack.aggregator_url}/store/{what}", params={"customer_name": customer},
+                         headers=auth(stack), timeout=10)
     response.raise_for_status()
     return response.json()
 
@@ -87,9 +90,29 @@ def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeli
         after = read_invoices(stack.bootstrap, invoice_topic, expected=1, timeout=30, settle=6.0)
         assert [i.invoice_id for i in after] == [invoice.invoice_id]
         assert _store(stack, "totals", "acme") == totals_before
-        assert _store(stack, "measurements/count", "acme") == {"count": 150}
+        assert _store(stack, "measurement_count", "acme") == {"count": 150}
         stored = _store(stack, "invoices", "acme")
         assert [(s["invoice_id"], s["revision"], s["total"]) for s in stored] == [(invoice.invoice_id, 0, "164.00")]
+
+        # The public read API (ingest -> aggregator's store) shows the same facts.
+        response = httpx.get(f"{stack.ingest_url}/invoices", params={"customer_name": "acme"}, headers=auth, timeout=30)
+        assert response.status_code == 200
+        assert response.json()["invoices"] == [json.loads(invoice.model_dump_json(exclude_none=True))]
+        one = httpx.get(f"{stack.ingest_url}/invoices/{invoice.invoice_id}", headers=auth, timeout=30)
+        assert one.status_code == 200 and one.json()["total"] == "164.00"
+        assert httpx.get(f"{stack.ingest_url}/invoices/nope", headers=auth, timeout=30).status_code == 404
+        usage = httpx.get(
+            f"{stack.ingest_url}/customers/acme/usage", headers=auth, timeout=30,
+            params={"meter_name": "api_calls", "start_time": start.isoformat(), "end_time": end.isoformat(),
+                    "window": "month"},
+        )
+        assert usage.status_code == 200, usage.text
+        assert sum(Decimal(row["value"]) for row in usage.json()["data"]) == Decimal(150000)
+        daily = httpx.get(
+            f"{stack.ingest_url}/customers/acme/usage", headers=auth, timeout=30,
+            params={"meter_name": "api_calls", "start_time": start.isoformat(), "end_time": end.isoformat()},
+        ).json()["data"]
+        assert len(daily) > 20 and sum(Decimal(row["value"]) for row in daily) == Decimal(150000)
 
 
 def test_ingest_requires_the_api_key_and_names_bad_fields(pipeline_settings: Settings) -> None:

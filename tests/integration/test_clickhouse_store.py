@@ -45,12 +45,12 @@ def test_replayed_writes_change_nothing_and_newest_total_wins(store_settings: Se
     rows = [_raw("acme", f"id-{i}", "1000", i) for i in range(5)]
     writer.write_raw(rows)
     writer.write_raw(rows)  # a replay after a crash
-    assert queries.measurement_count(client, "acme") == 5
+    assert queries.measurement_count(client, {"customer_name": "acme"}) == {"count": 5}
 
     start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
     for version, value in [(3, "3000"), (4, "5000"), (3, "3000")]:  # old version replayed last
         writer.write_totals([["acme", "api_calls", "", start, end, Decimal(value), version + 1, version]])
-    assert [(t["value"], t["events"]) for t in queries.period_totals(client, "acme")] == [("5000", 5)]
+    assert [(t["value"], t["events"]) for t in queries.period_totals(client, {"customer_name": "acme"})] == [("5000", 5)]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -59,7 +59,7 @@ def test_hostile_customer_names_round_trip_through_parameterized_queries(store_s
     apply_migrations(client)
     writer = StoreWriter(client)
     writer.write_raw([_raw(name, "only", "7.5", 1)])
-    assert queries.measurement_count(client, name) == 1
-    assert queries.measurement_count(client, name + "x") == 0
+    assert queries.measurement_count(client, {"customer_name": name}) == {"count": 1}
+    assert queries.measurement_count(client, {"customer_name": name + "x"}) == {"count": 0}
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert "measurements" in tables

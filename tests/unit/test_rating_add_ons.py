@@ -24,8 +24,8 @@ JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 def add_on(name: str, price: Any, **extra: Any) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def plan(period: str = "monthly", **extra: Any) -> PricePlan:
 
 def sub(*add_ons: tuple[str, int], start: datetime = JAN1, end: datetime | None = None) -> Subscription:
     return Subscription(customer_name="acme", price_plan_name="p", start_time=start, end_time=end,
-                        add_ons=[{"feature": f, "quantity": q} for f, q in add_ons])  # type: ignore[misc]
+                        add_ons=[{"feature": f, "quantity": q} for f, q in add_ons])
 
 
 def rated(price_plan: PricePlan, subscription: Subscription, index: int) -> list[tuple[str, str, Decimal, str]]:

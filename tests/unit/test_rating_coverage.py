@@ -14,8 +14,8 @@ from shared.periods import Period, charge_windows, elapsed_seconds, period_at_in
 D = Decimal
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 def ratio(a: int, b: int) -> Decimal:

@@ -34,7 +34,7 @@ PLAN = PricePlan.model_validate({
                {"feature": {"name": "projects"}, "limit": 3}],
 })
 SUB = Subscription(customer_name="acme", price_plan_name="p", start_time=JAN1,
-                   add_ons=[{"feature": "audit", "quantity": 4}])  # type: ignore[list-item]
+                   add_ons=[{"feature": "audit", "quantity": 4}])
 
 
 def test_lists_features_add_ons_and_limits_with_usage() -> None:

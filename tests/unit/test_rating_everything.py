@@ -30,8 +30,8 @@ D = Decimal
 DAY = 86400
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 def ratio(a: int, b: int) -> Decimal:

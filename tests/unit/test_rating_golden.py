@@ -22,8 +22,8 @@ D = Decimal
 TIERS = [(D(50), D(10)), (D(40), D(20)), (D(30), None)]
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize(("quantity", "expected"), [(5, 250), (15, 700), (25, 1050)])

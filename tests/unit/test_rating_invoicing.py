@@ -14,8 +14,8 @@ from shared.models.invoice import PeriodTotals
 D = Decimal
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 JAN1, FEB1 = utc(2026, 1, 1), utc(2026, 2, 1)
@@ -44,7 +44,7 @@ def catalog(with_subscription: bool = True) -> Catalog:
 def totals(calls: int, in_trial: int | None = None, reason: str = "closed") -> PeriodTotals:
     return PeriodTotals(
         customer_name="acme", price_plan_name="trial-plan", subscription_start=JAN1, period_index=0,
-        period_start=JAN1, period_end=FEB1, reason=reason, watermark=FEB1,  # type: ignore[arg-type]
+        period_start=JAN1, period_end=FEB1, reason=reason, watermark=FEB1,
         totals={"api_calls": {"": D(calls)}},
         trial_totals={"api_calls": {"": D(in_trial)}} if in_trial is not None else {},
     )

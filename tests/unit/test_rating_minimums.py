@@ -18,8 +18,8 @@ D = Decimal
 JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 def plan(period: str = "monthly", component: dict[str, Any] | None = None, **extra: Any) -> PricePlan:

@@ -55,8 +55,8 @@ def test_add_on_rules(change: dict[str, Any], expected: tuple[str, str]) -> None
 
 def test_an_add_on_feature_is_offered_once_and_descriptions_are_distinct() -> None:
     assert problems(add_ons=[add_on("a"), add_on("a")]) == [("add_ons[1].feature.name", "offers the same feature twice")]
-    twin = {"feature": {"name": "b", "display_name": "a"}}
-    assert problems(add_ons=[add_on("a"), add_on(**twin)]) == [
+    twin = add_on("b", feature={"name": "b", "display_name": "a"})
+    assert problems(add_ons=[add_on("a"), twin]) == [
         ("add_ons[1].feature.display_name", "is the display name of another add-on")]
 
 

@@ -81,7 +81,7 @@ def priced_periods(draw: Any) -> tuple[RatingInput, Decimal]:
         end = period_at_index(start, plan.period, index).start + timedelta(seconds=draw(st.integers(1, 90 * 86400)))
     subscription = Subscription(
         customer_name="c", price_plan_name="p", start_time=start, end_time=end,
-        add_ons=[{"feature": f"a{i}", "quantity": draw(st.integers(1, 5))}  # type: ignore[misc]
+        add_ons=[{"feature": f"a{i}", "quantity": draw(st.integers(1, 5))}
                  for i in range(len(plan.add_ons or []))],
     )
     full = period_at_index(start, plan.period, index)

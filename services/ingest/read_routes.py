@@ -1,0 +1,133 @@
+"""Reading usage and invoices over HTTP, from the store (directly or via the aggregator)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
+
+from services.infra.queries import QueryError
+from services.infra.store_reader import StoreReader, StoreUnavailable
+from shared.catalog import Catalog
+from shared.models.json_types import format_utc
+from shared.money import decimal_text
+from shared.timeline import empty_timeline, insert, is_order_dependent, quantity
+from shared.windows import WINDOWS, windows
+
+MAX_WINDOWS = 10_000
+
+
+def _error(status: int, field: str, reason: str) -> Response:
+    return JSONResponse({"error": reason if status != 400 else "invalid request",
+                         "errors": [{"field": field, "reason": reason}]}, status_code=status)
+
+
+def _instant(text: str, field: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise BadParameter(field, "is not an RFC 3339 date-time (e.g. 2026-01-01T00:00:00Z)") from error
+    if value.tzinfo is None:
+        raise BadParameter(field, "must carry a timezone (e.g. a trailing Z)")
+    return value.astimezone(timezone.utc)
+
+
+class BadParameter(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/customers/{name}/usage", tags=["usage"])
+    async def usage(
+        name: str,
+        meter_name: str = Query(..., description="the meter to read"),
+        start_time: str = Query(..., description="RFC 3339, inclusive"),
+        end_time: str = Query(..., description="RFC 3339, exclusive"),
+        window: str = Query("day", description="hour, day or month (UTC calendar windows)"),
+    ) -> Response:
+        """Usage per window and primary-label series, computed as the aggregator does."""
+        known = catalog()
+        if name not in known.customers:
+            return _error(404, "name", f"unknown customer {name!r}")
+        meter = known.meters.get(meter_name)
+        if meter is None:
+            return _error(404, "meter_name", f"unknown meter {meter_name!r}")
+        try:
+            start, end = _instant(start_time, "start_time"), _instant(end_time, "end_time")
+            if end <= start:
+                raise BadParameter("end_time", "must be after start_time")
+            if window not in WINDOWS:
+                raise BadParameter("window", "must be one of hour, day, month")
+            try:
+                spans = windows(start, end, window, MAX_WINDOWS)
+            except ValueError as error:
+                raise BadParameter("window", str(error)) from error
+            params = {"customer_name": name, "meter_name": meter_name,
+                      "start_time": format_utc(start), "end_time": format_utc(end), "window": window}
+            if is_order_dependent(meter):
+                points = await reader.read("points", params)
+                data = _from_points(meter, points, spans, start, end)
+            else:
+                rows = await reader.read("usage", {**params, "aggregation": meter.aggregation})
+                ends = dict((format_utc(s), format_utc(e)) for s, e in spans)
+                data = [{"window_start": r["window_start"], "window_end": ends.get(r["window_start"]),
+                         "series": r["series"], "value": r["value"]} for r in rows]
+        except BadParameter as error:
+            return _error(400, error.field, error.reason)
+        except QueryError as error:
+            return _error(400, "query", str(error))
+        except StoreUnavailable as error:
+            return JSONResponse({"error": "store unavailable", "reason": str(error)}, status_code=503,
+                                headers={"Retry-After": "5"})
+        return JSONResponse({"customer_name": name, "meter_name": meter_name, "window": window,
+                             "start_time": format_utc(start), "end_time": format_utc(end), "data": data})
+
+    @router.get("/invoices", tags=["invoices"])
+    async def list_invoices(customer_name: str = Query(...)) -> Response:
+        try:
+            rows = await reader.read("invoices", {"customer_name": customer_name})
+        except StoreUnavailable as error:
+            return JSONResponse({"error": "store unavailable", "reason": str(error)}, status_code=503,
+                                headers={"Retry-After": "5"})
+        return JSONResponse({"invoices": [json.loads(r["body"]) for r in rows]})
+
+    @router.get("/invoices/{invoice_id}", tags=["invoices"])
+    async def get_invoice(invoice_id: str) -> Response:
+        try:
+            rows = await reader.read("invoice", {"invoice_id": invoice_id})
+        except StoreUnavailable as error:
+            return JSONResponse({"error": "store unavailable", "reason": str(error)}, status_code=503,
+                                headers={"Retry-After": "5"})
+        if not rows:
+            return _error(404, "invoice_id", f"no invoice {invoice_id!r}")
+        return JSONResponse(json.loads(rows[0]["body"]))
+
+    return router
+
+
+def _from_points(
+    meter: Any, points: list[dict[str, Any]], spans: list[tuple[datetime, datetime]], start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Gauges and running totals: rebuild each series' timeline and use the aggregator's math."""
+    timelines: dict[str, dict[str, Any]] = {}
+    for offset, point in enumerate(points):
+        timeline = timelines.setdefault(point["series"], empty_timeline())
+        at = datetime.fromisoformat(point["event_time"].replace("Z", "+00:00"))
+        insert(timeline, at, Decimal(point["value"]), bool(point["reset_total"]), offset)
+    data = []
+    for window_start, window_end in spans:
+        lower, upper = max(window_start, start), min(window_end, end)
+        for series, timeline in sorted(timelines.items()):
+            value = quantity(meter, timeline, lower, upper)
+            if value is not None:
+                data.append({"window_start": format_utc(window_start), "window_end": format_utc(window_end),
+                             "series": series, "value": decimal_text(value)})
+    return data
