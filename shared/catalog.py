@@ -154,7 +154,9 @@ def entity_problems(
     if isinstance(entity, Meter):
         return []
     if isinstance(entity, PricePlan):
-        problems = plan_problems(entity)
+        # The name is the plan's key (catalog topic, subscriptions, the HTTP API), so it
+        # follows the customer's name rule; plan_rules.py covers only ratability.
+        problems = _name_problems(entity.name) + plan_problems(entity)
         for index, component in enumerate(entity.metered_components):
             if component.meter_name not in catalog.meters:
                 problems.append(
@@ -164,12 +166,17 @@ def entity_problems(
     return _subscription_problems(catalog, entity)
 
 
-def _customer_problems(catalog: Catalog, customer: Customer) -> list[Problem]:
+def _name_problems(name: str) -> list[Problem]:
     problems: list[Problem] = []
-    if not customer.name.strip():
+    if not name.strip():
         problems.append(("name", "must not be blank"))
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in customer.name):
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         problems.append(("name", "must not contain control characters"))
+    return problems
+
+
+def _customer_problems(catalog: Catalog, customer: Customer) -> list[Problem]:
+    problems = _name_problems(customer.name)
     for index, item in enumerate(customer.measurement_mappings or []):
         for part in ("label", "value"):
             if not isinstance(item.get(part), str) or not item.get(part):

@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, MutableMapping
 
 from services.aggregator.processing import SEP
-from services.aggregator.quantities import period_totals
+from services.aggregator.quantities import totals_with_trial
 from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog
 from shared.models.invoice import PeriodTotals
 from shared.periods import Period, period_at_index
+from shared.trial import trial_end
 
 
 @dataclass
@@ -125,13 +126,16 @@ class Closer:
     def _totals(
         self, sub_key: str, anchor: datetime, plan: str, customer: str, period: Period, reason: str, watermark: datetime
     ) -> PeriodTotals:
-        totals = period_totals(
-            self.catalog().meters, self.series, self.index.of(customer), anchor, period.start, period.end
+        catalog = self.catalog()
+        price_plan = catalog.price_plans.get(plan)
+        ends = trial_end(anchor, price_plan.trial) if price_plan is not None else None
+        totals, in_trial = totals_with_trial(
+            catalog.meters, self.series, self.index.of(customer), anchor, period.start, period.end, None, ends
         )
         return PeriodTotals(
             customer_name=customer, price_plan_name=plan, subscription_start=anchor,
             period_index=period.index, period_start=period.start, period_end=period.end,
-            totals=totals, reason=reason,
+            totals=totals, trial_totals=in_trial, reason=reason,
             watermark=watermark,
         )
 

@@ -25,6 +25,7 @@ from shared.catalog import Catalog
 from shared.errors import field_errors
 from shared.folding import empty_state, fold
 from shared.timeline import empty_timeline, insert, is_order_dependent
+from shared.trial import trial_end
 from shared.models import Measurement
 from shared.models.json_types import format_utc
 from shared.periods import period_containing
@@ -61,6 +62,9 @@ class BatchResult:
 
 
 TIMELINE = "*"
+# Usage before a trial's end, in the period the trial ends in, is kept apart so the
+# rater can bill only what came after it (see quantities.totals_with_trial).
+TRIAL_SUFFIX = "~trial"
 
 
 def series_table_key(customer: str, meter: str, series: str, period_start: datetime | None) -> str:
@@ -148,6 +152,9 @@ class Processor:
             late = range(period.index, closed)
         else:
             key = series_table_key(fact.customer_name, meter.name, fact.series, period.start)
+            ends = trial_end(subscription.start_time, plan.trial)
+            if ends is not None and fact.time < ends:
+                key += TRIAL_SUFFIX
             state = self.series.get(key)
             state = dict(state) if state is not None else {**empty_state(), "end": format_utc(period.end)}
             applied = fold(state, meter, fact.value, record.offset)

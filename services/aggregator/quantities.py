@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any, Callable, Iterable, Mapping
 
-from services.aggregator.processing import TIMELINE, parse_series_table_key
+from services.aggregator.processing import TIMELINE, TRIAL_SUFFIX, parse_series_table_key
 from shared import timeline as timelines
 from shared.catalog import Catalog
 from shared.models import Meter
@@ -37,9 +37,54 @@ def period_totals(
     `upto` (open periods only) stops a gauge's integral at the latest known instant
     instead of the period end; closed periods pass None.
     """
+    return totals_with_trial(meters, series, keys, subscription_start, start, end, upto, None)[0]
+
+
+def totals_with_trial(
+    meters: Mapping[str, Meter],
+    series: Mapping[str, Any],
+    keys: Iterable[str],
+    subscription_start: datetime,
+    start: datetime,
+    end: datetime,
+    upto: datetime | None,
+    trial_end: datetime | None,
+) -> tuple[Totals, Totals]:
+    """(period totals, trial share) of [start, end).
+
+    The trial share is what the rater subtracts to bill only post-trial usage: the
+    period quantity less the quantity of [trial_end, end). Period states of a period
+    that straddles the trial end are split in two keys (see processing.TRIAL_SUFFIX).
+    """
+    keys = list(keys)
+    in_trial = trial_end is not None and start < trial_end
+    full = _totals(meters, series, keys, subscription_start, start, end, upto, include_trial=True)
+    if not in_trial:
+        return full, {}
+    assert trial_end is not None
+    if trial_end >= end:
+        return full, full
+    post = _totals(meters, series, keys, subscription_start, start, end, upto, include_trial=False, post_from=trial_end)
+    share: Totals = {}
+    for meter_name, by_series in full.items():
+        for series_name, value in by_series.items():
+            share.setdefault(meter_name, {})[series_name] = value - post.get(meter_name, {}).get(series_name, Decimal(0))
+    return full, share
+
+
+def _totals(
+    meters: Mapping[str, Meter],
+    series: Mapping[str, Any],
+    keys: list[str],
+    subscription_start: datetime,
+    start: datetime,
+    end: datetime,
+    upto: datetime | None,
+    include_trial: bool,
+    post_from: datetime | None = None,
+) -> Totals:
     start_text = format_utc(start)
     combined: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    out: Totals = {}
     for key in keys:
         _, meter_name, series_name, period = parse_series_table_key(key)
         meter = meters.get(meter_name)
@@ -49,20 +94,30 @@ def period_totals(
         cumulative = meter.reporting_method == "total"
         if period == TIMELINE:
             window_start = subscription_start if cumulative else start
+            if post_from is not None:
+                window_start = max(window_start, post_from)
             window_end = end
             if upto is not None and meter.meter_type == "GAUGE" and meter.aggregation == "SUM":
                 window_end = min(end, max(upto, window_start))
             value = timelines.quantity(meter, state, window_start, window_end)
             if value is not None:
-                out.setdefault(meter_name, {})[series_name] = value
+                combined.setdefault((meter_name, series_name), []).append({"exact": value})
             continue
+        trial_part = period.endswith(TRIAL_SUFFIX)
+        if trial_part and not include_trial:
+            continue
+        period_start = period.removesuffix(TRIAL_SUFFIX)
         if cumulative:
-            if format_utc(subscription_start) <= period < format_utc(end):
-                combined.setdefault((meter_name, series_name), []).append(state)
-        elif period == start_text:
-            out.setdefault(meter_name, {})[series_name] = Decimal(state["value"])
+            wanted = format_utc(subscription_start) <= period_start < format_utc(end)
+        else:
+            wanted = period_start == start_text
+        if wanted:
+            combined.setdefault((meter_name, series_name), []).append(state)
+    out: Totals = {}
     for (meter_name, series_name), states in combined.items():
-        out.setdefault(meter_name, {})[series_name] = _combine(meters[meter_name], states)
+        exact = [s["exact"] for s in states if "exact" in s]
+        value = exact[0] if exact else _combine(meters[meter_name], states)
+        out.setdefault(meter_name, {})[series_name] = value
     return out
 
 

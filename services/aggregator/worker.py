@@ -25,10 +25,11 @@ from services.aggregator.app import Declarations, declare
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.invoice_store import InvoiceStore
 from services.aggregator.guard import DeadLetterGuard
-from services.aggregator.quantities import timeline_periods
+from services.aggregator.quantities import period_totals, timeline_periods
 from services.aggregator.processing import (
     SEP,
     TIMELINE,
+    TRIAL_SUFFIX,
     copy_timeline,
     DeadLetter,
     Processor,
@@ -155,7 +156,19 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         if state_ is None:
             return []
         if start != TIMELINE:
-            return [total_row(customer, meter, series, _parse(start), _parse(state_["end"]), state_)]
+            # One store row per period: the pre-trial and post-trial parts together.
+            plain = key.removesuffix(TRIAL_SUFFIX)
+            parts = [s for s in (d.series.get(plain), d.series.get(plain + TRIAL_SUFFIX)) if s is not None]
+            period_start = _parse(start.removesuffix(TRIAL_SUFFIX))
+            value = period_totals(
+                view.catalog.meters, d.series, [plain, plain + TRIAL_SUFFIX], period_start, period_start,
+                _parse(state_["end"]),
+            ).get(meter, {}).get(series)
+            if value is None:
+                return []
+            merged = {"value": str(value), "events": sum(p["events"] for p in parts),
+                      "applied": max(p["applied"] for p in parts)}
+            return [total_row(customer, meter, series, period_start, _parse(state_["end"]), merged)]
         closed = partial(closer.closed_through, customer)
         return [
             [customer, meter, series, period.start, period.end, value, len(state_["points"]), state_["applied"]]
