@@ -159,6 +159,32 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    from services.sending import send_file
+
+    return send_file(Path(args.file), _client(settings, args), args.batch_size)
+
+
+def cmd_invoice(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.client import RejectedBatch
+
+    try:
+        preview = _client(settings, args).invoice_preview(args.customer)
+    except RejectedBatch as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(preview, indent=2))
+    return 0
+
+
+def _client(settings: Settings, args: argparse.Namespace) -> Any:
+    from shared.client import MeteringClient
+
+    url = args.url or f"http://127.0.0.1:{settings.http_port}"
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    return MeteringClient(url, key)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metering", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     catalog.set_defaults(func=cmd_catalog)
     sub.add_parser("topics", help="create the pipeline's Kafka topics (idempotent)").set_defaults(func=cmd_topics)
     sub.add_parser("migrate", help="apply ClickHouse migrations").set_defaults(func=cmd_migrate)
+    send = sub.add_parser("send", help="send measurements from a JSON-lines file to the ingest API")
+    send.add_argument("file", help="one measurement JSON object per line ('-' for stdin)")
+    send.add_argument("--batch-size", type=int, default=1000)
+    send.add_argument("--url", default=None, help="ingest API base URL (default: http://127.0.0.1:$METERING_HTTP_PORT)")
+    send.set_defaults(func=cmd_send)
+    invoice = sub.add_parser("invoice", help="invoice tools")
+    invoice.add_argument("action", choices=["preview"])
+    invoice.add_argument("--customer", required=True)
+    invoice.add_argument("--url", default=None, help="ingest API base URL")
+    invoice.set_defaults(func=cmd_invoice)
     args = parser.parse_args(argv)
     _configure_logging()
     settings = Settings()

@@ -18,6 +18,7 @@ class Declarations:
     measurements: Any
     period_totals: Any
     dead_letters: Any
+    limit_events: Any
     series: Any  # series table key -> folding state
     seen: Any  # dedup key -> [first offset, event time]
     marks: Any  # customer -> closing marks
@@ -88,6 +89,7 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
     measurements = raw_topic(topics.MEASUREMENTS)
     period_totals = raw_topic(topics.PERIOD_TOTALS)
     dead_letters = raw_topic(topics.DEAD_LETTERS)
+    limit_events = raw_topic(topics.LIMIT_EVENTS)
 
     def table(name: str) -> Any:
         # use_partitioner: the table key (customer first) picks the changelog partition
@@ -99,6 +101,6 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
         return StrKeyed(table)
 
     return Declarations(
-        app=app, measurements=measurements, period_totals=period_totals, dead_letters=dead_letters,
+        app=app, measurements=measurements, period_totals=period_totals, dead_letters=dead_letters, limit_events=limit_events,
         series=table("series"), seen=table("seen"), marks=table("marks"), clock=table("clock"),
     )

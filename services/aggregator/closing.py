@@ -143,4 +143,5 @@ class Closer:
 def _copy(mark: Any) -> dict[str, Any]:
     if mark is None:
         return {"closed": {}, "late": []}
-    return {"closed": dict(mark["closed"]), "late": [list(p) for p in mark["late"]]}
+    # Keep every other field (e.g. the limit crossings already reported).
+    return {**mark, "closed": dict(mark["closed"]), "late": [list(p) for p in mark["late"]]}

@@ -15,6 +15,7 @@ import time
 from functools import partial
 import sys
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import faust
@@ -44,6 +45,8 @@ from services.infra.clickhouse_store import apply_migrations, connect
 from services.infra.partitioning import customer_partition, partition_key
 from services.settings import Settings
 from shared.models.json_types import format_utc
+from shared.entitlements import limit_exceeded_events
+from shared.models.events import LimitExceededEvent
 from shared.periods import period_containing
 from shared.resolution import Limits
 from shared.timeline import compact
@@ -140,6 +143,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
             version = max(r.offset for r in records if r.partition == partition)
             mark = watermarks.watermark(partition, now, started) or top
             marks.append([measurements_topic, partition, top, mark, version])
+        await publish_limit_crossings({parse_series_table_key(k)[0] for k in result.dirty_series}, now)
         writer.write_raw(result.raw_rows)
         writer.write_totals(totals)
         writer.write_watermarks(marks)
@@ -174,6 +178,38 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
             [customer, meter, series, period.start, period.end, value, len(state_["points"]), state_["applied"]]
             for period, value in timeline_periods(view.catalog, key, state_, now, closed)
         ]
+
+    async def publish_limit_crossings(customers: set[str], now: datetime) -> None:
+        """One LimitExceeded event per customer, feature and period, at the first crossing."""
+        catalog = view.catalog
+        for customer in customers:
+            subscription = catalog.subscription_at(customer, now)
+            plan = catalog.price_plans.get(subscription.price_plan_name) if subscription else None
+            if subscription is None or plan is None or not plan.limits:
+                continue
+            period = period_containing(subscription.start_time, plan.period, now, subscription.end_time)
+            usage = {
+                meter: sum(by_series.values(), Decimal(0))
+                for meter, by_series in period_totals(
+                    catalog.meters, d.series, index.of(customer), subscription.start_time, period.start, period.end, now
+                ).items()
+            }
+            mark = d.marks.get(customer) or {"closed": {}, "late": []}
+            reported = {(customer, f, datetime.fromisoformat(s)) for f, s in mark.get("limits", [])}
+            crossings = limit_exceeded_events(plan, subscription, period, usage, reported)
+            for crossing in crossings:
+                event = LimitExceededEvent(
+                    customer_name=customer, price_plan_name=plan.name, feature=crossing.feature,
+                    period_start=crossing.period_start, period_end=crossing.period_end,
+                    limit=crossing.limit, usage=crossing.usage, detected_at=now,
+                )
+                await d.limit_events.send(key=customer.encode(), value=event.model_dump_json().encode())
+                log.info("limit exceeded: %s %s %s > %s", customer, crossing.feature, crossing.usage, crossing.limit)
+            if crossings:
+                updated = {**mark, "limits": list(mark.get("limits", [])) + [
+                    [c.feature, format_utc(c.period_start)] for c in crossings
+                ]}
+                d.marks[customer] = updated
 
     def resync_store(partitions: set[int]) -> None:
         """Rewrite the absolute totals of series this worker just took over.

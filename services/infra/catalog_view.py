@@ -52,6 +52,8 @@ class CatalogView:
         self._thread = threading.Thread(target=self._run, name="catalog-view", daemon=True)
         self._lock = threading.Lock()
         self.ready = False
+        # Grows with every applied batch, so a reader can tell the catalog changed.
+        self.version = 0
 
     def start(self, timeout: float = 30.0) -> "CatalogView":
         metadata = self._consumer.list_topics(self._topic, timeout=timeout)
@@ -110,6 +112,7 @@ class CatalogView:
                             log.warning("catalog topic error: %s", error)
                         continue
                     self._apply(message.key(), message.value())
+                self.version += 1
             with self._progress:
                 for message in messages:
                     if message.error() is None:

@@ -28,11 +28,14 @@ PERIOD_TOTALS = TopicSpec(
     "period-totals", "customer name", "PeriodTotals JSON (shared.models.invoice.PeriodTotals)"
 )
 INVOICES = TopicSpec("invoices", "customer name", "Invoice JSON (shared.models.invoice.Invoice)")
+LIMIT_EVENTS = TopicSpec(
+    "limit-events", "customer name", "LimitExceededEvent JSON (shared.models.events), once per customer, feature, period"
+)
 DEAD_LETTERS = TopicSpec(
     "dead-letters", "original key", "original bytes; headers carry reason and origin"
 )
 
-ALL = (MEASUREMENTS, CATALOG, PERIOD_TOTALS, INVOICES, DEAD_LETTERS)
+ALL = (MEASUREMENTS, CATALOG, PERIOD_TOTALS, INVOICES, LIMIT_EVENTS, DEAD_LETTERS)
 
 
 def name(settings: Settings, spec: TopicSpec) -> str:

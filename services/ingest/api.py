@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 from services.infra import topics
 from services.infra.store_reader import StoreReader
+from services.ingest.catalog_routes import CatalogWriter, catalog_router
 from services.ingest.publisher import Unavailable
 from services.ingest.read_routes import read_router
 from services.ingest.validation import BodyError, FieldError, judge, parse_body, parse_measurement
@@ -63,6 +64,7 @@ def create_app(
     publisher: MeasurementSink,
     peers: list[str] | None = None,
     reader: StoreReader | None = None,
+    writer: CatalogWriter | None = None,
 ) -> FastAPI:
     app = FastAPI(title="metering ingest", version="0.1.0")
     topic = topics.name(settings, topics.MEASUREMENTS)
@@ -155,6 +157,10 @@ def create_app(
             return _respond("one", 400, {"error": "invalid body", "errors": [{"field": "body", "reason": str(error)}]})
         return await accept([body], "one", single=True)
 
+    # Catalog routes first: they match on the raw path, so `/customers/a%2Fusage` is the
+    # customer "a/usage", not the usage of "a" (read routes match the decoded path).
+    if writer is not None:
+        app.include_router(catalog_router(settings, view, writer))
     if reader is not None:
         app.include_router(read_router(lambda: view.catalog, reader))
 

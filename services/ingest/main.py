@@ -9,6 +9,7 @@ import uvicorn
 from services.infra.catalog_view import CatalogView
 from services.infra.store_reader import reader_for
 from services.ingest.api import create_app
+from services.ingest.catalog_routes import KafkaCatalogWriter
 from services.ingest.publisher import Publisher
 from services.settings import Settings
 
@@ -17,7 +18,8 @@ def run(settings: Settings, bootstrap: str) -> None:
     view = CatalogView(settings, bootstrap).start()
     publisher = Publisher(bootstrap)
     peers = [url for url in settings.ready_peers.split(",") if url]
-    app = create_app(settings, view, publisher, peers, reader=reader_for(settings))
+    writer = KafkaCatalogWriter(settings, bootstrap)
+    app = create_app(settings, view, publisher, peers, reader=reader_for(settings), writer=writer)
     # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes in-flight requests
     # (each waits for its delivery reports), then re-raises the signal against the
     # handlers it found. Ours ignore it, so the cleanup below runs and we exit 0.

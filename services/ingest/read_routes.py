@@ -13,6 +13,9 @@ from fastapi.responses import JSONResponse, Response
 from services.infra.queries import QueryError
 from services.infra.store_reader import StoreReader, StoreUnavailable
 from shared.catalog import Catalog
+from shared.entitlements import entitlements
+from shared.periods import period_at_index, period_containing
+from shared.rating import RatingInput, invoice_total, rate
 from shared.models.json_types import format_utc
 from shared.money import decimal_text
 from shared.timeline import empty_timeline, insert, is_order_dependent, quantity
@@ -109,6 +112,70 @@ def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRoute
         if not rows:
             return _error(404, "invoice_id", f"no invoice {invoice_id!r}")
         return JSONResponse(json.loads(rows[0]["body"]))
+
+    async def _open_period_usage(name: str) -> tuple[Any, Any, Any, dict[str, Decimal]] | Response:
+        """(subscription, plan, period, usage per meter) of the customer's open period."""
+        known = catalog()
+        if name not in known.customers:
+            return _error(404, "name", f"unknown customer {name!r}")
+        now = datetime.now(timezone.utc)
+        subscription = known.subscription_at(name, now)
+        plan = known.price_plans.get(subscription.price_plan_name) if subscription else None
+        if subscription is None or plan is None:
+            return _error(404, "name", f"customer {name!r} has no subscription in force now")
+        period = period_containing(subscription.start_time, plan.period, now, subscription.end_time)
+        try:
+            rows = await reader.read("totals", {"customer_name": name})
+        except StoreUnavailable as error:
+            return JSONResponse({"error": "store unavailable", "reason": str(error)}, status_code=503,
+                                headers={"Retry-After": "5"})
+        usage: dict[str, Decimal] = {}
+        for row in rows:
+            if row["period_start"] == format_utc(period.start):
+                usage[row["meter_name"]] = usage.get(row["meter_name"], Decimal(0)) + Decimal(row["value"])
+        return subscription, plan, period, usage
+
+    @router.get("/customers/{name}/invoice_preview", tags=["invoices"])
+    async def invoice_preview(name: str) -> Response:
+        """The draft invoice of the open period from live totals (nothing is published).
+
+        Live totals of a period that a trial ends in are not split at the trial's end, so
+        its draft bills in-trial usage too; the published invoice does not.
+        """
+        found = await _open_period_usage(name)
+        if isinstance(found, Response):
+            return found
+        subscription, plan, period, usage = found
+        full = period_at_index(subscription.start_time, plan.period, period.index)
+        lines = rate(RatingInput(plan=plan, period=period, full_period_seconds=full.seconds, usage=usage,
+                                 meters=catalog().meters, subscription=subscription))
+        return JSONResponse({
+            "draft": True, "customer_name": name, "price_plan_name": plan.name,
+            "period_start": format_utc(period.start), "period_end": format_utc(period.end), "currency": "USD",
+            "lines": [json.loads(line.model_dump_json(exclude_none=True)) for line in lines],
+            "total": str(invoice_total(lines)), "as_of": format_utc(datetime.now(timezone.utc)),
+        })
+
+    @router.get("/customers/{name}/entitlements", tags=["entitlements"])
+    async def customer_entitlements(name: str) -> Response:
+        """The plan's features and add-ons, and each limit with this period's usage."""
+        found = await _open_period_usage(name)
+        if isinstance(found, Response):
+            return found
+        subscription, plan, period, usage = found
+        items = entitlements(plan, subscription, usage)
+        return JSONResponse({
+            "customer_name": name, "price_plan_name": plan.name,
+            "period_start": format_utc(period.start), "period_end": format_utc(period.end),
+            "entitlements": [
+                {"kind": e.kind, "feature": e.feature, "display_name": e.display_name,
+                 **({"quantity": decimal_text(e.quantity)} if e.quantity is not None else {}),
+                 **({"limit": decimal_text(e.limit)} if e.limit is not None else {}),
+                 **({"usage": decimal_text(e.usage)} if e.usage is not None else {}),
+                 **({"exceeded": e.exceeded} if e.kind == "limit" else {})}
+                for e in items
+            ],
+        })
 
     return router
 

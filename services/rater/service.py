@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from services.infra import topics
 from services.infra.catalog_view import CatalogView
-from services.rater.invoicing import UnknownPlan, invoice_for
+from services.rater.invoicing import UnknownPlan, immediate_invoice_for, invoice_for
 from services.rater.ledger import Ledger
 from shared.models.invoice import Invoice, PeriodTotals
 from services.settings import Settings
@@ -104,8 +104,12 @@ class Rater:
         consumer.subscribe([self.totals_topic])
         self.ready = True
         log.info("rater ready (%d invoiced periods known)", len(ledger.revisions))
+        seen_version = -1
         try:
             while not self.stopping.is_set():
+                if self.view.version != seen_version:
+                    seen_version = self.view.version
+                    self._charge_immediately(producer, ledger)
                 messages = [m for m in consumer.consume(num_messages=500, timeout=0.5) if m.error() is None]
                 if messages:
                     self._transact(producer, consumer, ledger, messages)
@@ -144,6 +148,38 @@ class Rater:
                 "published %s %s rev %d for %s: total %s", invoice.kind, invoice.invoice_id,
                 invoice.revision, invoice.customer_name, invoice.total,
             )
+
+    def _charge_immediately(self, producer: Producer, ledger: Ledger) -> None:
+        """Publish the immediate invoice of each subscription whose add-ons ask for one.
+
+        Checked whenever the catalog changes; the ledger makes it once per subscription.
+        """
+        catalog = self.view.catalog
+        now = datetime.now(timezone.utc)
+        due = []
+        for subscription in list(catalog.subscriptions.values()):
+            plan = catalog.price_plans.get(subscription.price_plan_name)
+            if plan is None:
+                continue
+            invoice = immediate_invoice_for(plan, subscription, ledger, now)
+            if invoice is not None:
+                due.append(invoice)
+        if not due:
+            return
+        producer.begin_transaction()
+        try:
+            for invoice in due:
+                producer.produce(self.invoices_topic, key=invoice.customer_name.encode(),
+                                 value=invoice.model_dump_json(exclude_none=True).encode())
+            producer.commit_transaction(60)
+        except KafkaException:
+            producer.abort_transaction(30)
+            raise
+        for invoice in due:
+            ledger.record(invoice)
+            INVOICES.labels(invoice.kind).inc()
+            log.info("published immediate %s %s for %s: total %s", invoice.kind, invoice.invoice_id,
+                     invoice.customer_name, invoice.total)
 
     def _rate(self, raw: bytes | None, ledger: Ledger) -> Invoice | None:
         try:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from jsonschema import Draft7Validator
-from pydantic import BeforeValidator, PlainSerializer, StrictBool, StrictStr
+from pydantic import BeforeValidator, PlainSerializer, StrictBool, StrictStr, WithJsonSchema
 
 # The checker the seed schemas are validated with (draft-07), not FormatChecker()'s
 # union of every draft's formats.
@@ -113,8 +113,14 @@ JsonBool = StrictBool
 UtcDateTime = Annotated[
     datetime, BeforeValidator(_utc_datetime), PlainSerializer(_iso_utc, return_type=str, when_used="json")
 ]
-EmailString = Annotated[StrictStr, BeforeValidator(_checked_format("email"))]
-UriString = Annotated[StrictStr, BeforeValidator(_checked_format("uri"))]
+# WithJsonSchema only documents (e.g. the HTTP API's OpenAPI request bodies): the format
+# is checked by the validator, as the seed schema says.
+EmailString = Annotated[
+    StrictStr, BeforeValidator(_checked_format("email")), WithJsonSchema({"type": "string", "format": "email"})
+]
+UriString = Annotated[
+    StrictStr, BeforeValidator(_checked_format("uri")), WithJsonSchema({"type": "string", "format": "uri"})
+]
 JsonObject = dict[str, Any]
 
 
