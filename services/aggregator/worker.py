@@ -19,13 +19,17 @@ from decimal import Decimal
 from typing import Any
 
 import faust
+from faust.types import TP
 from aiohttp.web import Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.aggregator.app import Declarations, declare
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.invoice_store import InvoiceStore
 from services.aggregator.guard import DeadLetterGuard
+from services.aggregator.metrics import (
+    CONSUMER_LAG, DEAD_LETTERS, DEDUP_HITS, EVENTS, INGEST_TO_STORED, PERIODS, WATERMARK_LAG,
+)
 from services.aggregator.quantities import period_totals, timeline_periods
 from services.aggregator.processing import (
     SEP,
@@ -46,6 +50,7 @@ from services.infra.partitioning import customer_partition, partition_key
 from services.settings import Settings
 from shared.models.json_types import format_utc
 from shared.entitlements import limit_exceeded_events
+from shared.metrics_labels import field_label
 from shared.models.events import LimitExceededEvent
 from shared.periods import period_containing
 from shared.resolution import Limits
@@ -53,8 +58,6 @@ from shared.timeline import compact
 
 log = logging.getLogger("metering.aggregator")
 
-EVENTS = Counter("metering_aggregator_events_total", "Measurement records read", ["outcome"])
-PERIODS = Counter("metering_aggregator_period_events_total", "PeriodTotals emitted", ["reason"])
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_SECONDS = 0.2
@@ -101,7 +104,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         series=d.series, seen=d.seen, closed_through=closer.closed_through,
     )
     measurements_topic = topics.name(settings, topics.MEASUREMENTS)
-    state: dict[str, Any] = {"index_ready": False, "owned": set(), "housekept": 0.0}
+    state: dict[str, Any] = {"index_ready": False, "owned": set(), "housekept": 0.0, "processed": {}}
     guard = DeadLetterGuard(settings.dead_letter_max_ratio, settings.dead_letter_min_records, 60.0)
     window = timedelta(days=settings.dedup_window_days)
 
@@ -150,6 +153,13 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         stop_reason = guard.record(len(records), len(result.dead_letters))
         if stop_reason is not None:
             fatal(f"dead-letter limit reached: {stop_reason}")
+        stored_at = datetime.now(timezone.utc)
+        for record in records:
+            INGEST_TO_STORED.observe(max((stored_at - record.timestamp).total_seconds(), 0.0))
+            last = state["processed"].get(record.partition, -1)
+            if record.offset > last:
+                state["processed"][record.partition] = record.offset
+        DEDUP_HITS.inc(result.duplicates)
         EVENTS.labels("duplicate").inc(result.duplicates)
         EVENTS.labels("folded").inc(result.folded)
         EVENTS.labels("dead_lettered").inc(len(result.dead_letters))
@@ -210,6 +220,18 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                     [c.feature, format_utc(c.period_start)] for c in crossings
                 ]}
                 d.marks[customer] = updated
+
+    async def observe_lag(owned: set[int], now: datetime) -> None:
+        for partition in owned:
+            tp = TP(measurements_topic, partition)
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None:
+                processed = state["processed"].get(partition)
+                next_offset = processed + 1 if processed is not None else await app.consumer.position(tp)
+                CONSUMER_LAG.labels(str(partition)).set(max(highwater - (next_offset or 0), 0))
+            mark = watermarks.watermark(partition, now, started)
+            if mark is not None:
+                WATERMARK_LAG.labels(str(partition)).set((now - mark).total_seconds())
 
     def resync_store(partitions: set[int]) -> None:
         """Rewrite the absolute totals of series this worker just took over.
@@ -272,6 +294,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         return period_containing(subscription.start_time, plan.period, cutoff, subscription.end_time).start
 
     async def send_dead_letter(letter: DeadLetter) -> None:
+        DEAD_LETTERS.labels(field_label(letter.reason.split(":", 1)[0])).inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s", letter.record.topic, letter.record.partition,
             letter.record.offset, letter.reason,
@@ -303,6 +326,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                 housekeep(owned)
                 state["housekept"] = time.monotonic()
             now = datetime.now(timezone.utc)
+            await observe_lag(owned, now)
             for event in closer.tick(owned, now):
                 PERIODS.labels(event.reason).inc()
                 log.info(

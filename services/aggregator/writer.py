@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
+from services.aggregator.metrics import FLUSH, ROWS, STORE_ERRORS
 from services.aggregator.processing import RAW_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,16 @@ class StoreWriter:
         self._lock = threading.Lock()
         self._attempts = attempts
 
-    def _retrying(self, action: Callable[[], T]) -> T:
+    def _retrying(self, table: str, rows: int, action: Callable[[], T]) -> T:
         delay = 0.2
         for attempt in range(1, self._attempts + 1):
             try:
-                with self._lock:
-                    return action()
+                with self._lock, FLUSH.time():
+                    result = action()
+                ROWS.labels(table).inc(rows)
+                return result
             except Exception:
+                STORE_ERRORS.labels(table).inc()
                 if attempt == self._attempts:
                     raise
                 log.warning("ClickHouse write failed (attempt %d), retrying", attempt, exc_info=True)
@@ -53,19 +57,19 @@ class StoreWriter:
 
     def write_raw(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying(lambda: self._client.insert("measurements", rows, column_names=RAW_COLUMNS))
+            self._retrying("measurements", len(rows), lambda: self._client.insert("measurements", rows, column_names=RAW_COLUMNS))
 
     def write_totals(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying(lambda: self._client.insert("period_totals", rows, column_names=TOTAL_COLUMNS))
+            self._retrying("period_totals", len(rows), lambda: self._client.insert("period_totals", rows, column_names=TOTAL_COLUMNS))
 
     def write_watermarks(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying(lambda: self._client.insert("watermarks", rows, column_names=WATERMARK_COLUMNS))
+            self._retrying("watermarks", len(rows), lambda: self._client.insert("watermarks", rows, column_names=WATERMARK_COLUMNS))
 
     def write_invoices(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying(lambda: self._client.insert("invoices", rows, column_names=INVOICE_COLUMNS))
+            self._retrying("invoices", len(rows), lambda: self._client.insert("invoices", rows, column_names=INVOICE_COLUMNS))
 
     def read(self, query: Callable[[Client], T]) -> T:
         """Run a read on the store this process owns (the embedded engine has one owner)."""

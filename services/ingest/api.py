@@ -15,11 +15,12 @@ from typing import Any, Awaitable, Callable, Protocol
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.infra import topics
 from services.infra.store_reader import StoreReader
 from services.ingest.catalog_routes import CatalogWriter, catalog_router
+from services.ingest.metrics import DELIVERY, EVENTS, QUEUE, REJECTIONS, REQUESTS, field_label
 from services.ingest.publisher import Unavailable
 from services.ingest.read_routes import read_router
 from services.ingest.validation import BodyError, FieldError, judge, parse_body, parse_measurement
@@ -30,10 +31,6 @@ from shared.resolution import Fact, Limits
 
 log = logging.getLogger("metering.ingest")
 
-REQUESTS = Counter("metering_ingest_requests_total", "HTTP requests", ["route", "status"])
-EVENTS = Counter("metering_ingest_events_total", "Measurements by outcome", ["outcome"])
-DELIVERY = Histogram("metering_ingest_kafka_delivery_seconds", "Time from produce to broker ack per batch")
-QUEUE = Gauge("metering_ingest_producer_queue_depth", "Records waiting in the producer queue")
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
 RETRY_AFTER_SECONDS = "5"
@@ -114,6 +111,8 @@ def create_app(
                 facts, errors = judge(parsed, view.catalog, received_at, limits)
         if errors:
             EVENTS.labels("rejected").inc(len(raw_items))
+            for error in errors:
+                REJECTIONS.labels(field_label(error.field)).inc()
             if single:
                 errors = [FieldError(None, e.field, e.reason) for e in errors]
             return _respond(route, 400, {"error": "invalid measurements", "errors": [e.as_json() for e in errors]})

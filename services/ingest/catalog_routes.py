@@ -24,6 +24,8 @@ encoded '/' stays inside its segment instead of splitting it.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import logging
 import threading
@@ -37,7 +39,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 from starlette.concurrency import run_in_threadpool
@@ -177,9 +179,14 @@ def catalog_router(
                 raise _BodyProblem(413, "body too large", f"at most {settings.max_body_bytes} bytes")
             chunks.append(chunk)
         try:
-            return json.loads(b"".join(chunks), parse_constant=_reject_constant)
+            parsed = json.loads(b"".join(chunks), parse_constant=_reject_constant)
+            # "\ud800" is valid JSON text but no character: it could not be written as UTF-8.
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise _BodyProblem(400, "invalid body", "body is not valid JSON: it holds an unpaired UTF-16 surrogate") from error
         except (UnicodeDecodeError, ValueError) as error:
             raise _BodyProblem(400, "invalid body", f"body is not valid JSON: {error}") from error
+        return parsed
 
     def judge_and_write(kind: _Kind, key: str, entity: Entity | None, judge: Callable[[Catalog], Refusal | None]) -> Refusal | None:
         with write_lock:
@@ -621,7 +628,12 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def _request_schema(model: type[Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+def _request_schema(model: type[BaseModel], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return copy.deepcopy(_schema_of(model, optional))
+
+
+@functools.cache
+def _schema_of(model: type[BaseModel], optional: tuple[str, ...]) -> dict[str, Any]:
     full = model.model_json_schema(schema_generator=_SeedExactSchema)
     schema: dict[str, Any] = _inline(full, full.get("$defs", {}))
     if optional:

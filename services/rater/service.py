@@ -17,21 +17,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from services.infra import topics
 from services.infra.catalog_view import CatalogView
 from services.rater.invoicing import UnknownPlan, immediate_invoice_for, invoice_for
 from services.rater.ledger import Ledger
+from services.rater.metrics import AMOUNT, INVOICES, PERIODS_CLOSED, RATING, UNCHANGED
 from shared.models.invoice import Invoice, PeriodTotals
 from services.settings import Settings
 
 log = logging.getLogger("metering.rater")
 
-INVOICES = Counter("metering_rater_invoices_published_total", "Invoice events published", ["kind"])
-UNCHANGED = Counter("metering_rater_periods_unchanged_total", "PeriodTotals that changed nothing")
-RATING = Histogram("metering_rater_rating_duration_seconds", "Time to rate one period")
 
 
 def load_ledger(bootstrap: str, topic: str, timeout: float = 30.0) -> Ledger:
@@ -144,6 +142,7 @@ class Rater:
             raise
         for invoice in published:
             INVOICES.labels(invoice.kind).inc()
+            AMOUNT.labels(invoice.currency).inc(float(invoice.total))
             log.info(
                 "published %s %s rev %d for %s: total %s", invoice.kind, invoice.invoice_id,
                 invoice.revision, invoice.customer_name, invoice.total,
@@ -178,6 +177,7 @@ class Rater:
         for invoice in due:
             ledger.record(invoice)
             INVOICES.labels(invoice.kind).inc()
+            AMOUNT.labels(invoice.currency).inc(float(invoice.total))
             log.info("published immediate %s %s for %s: total %s", invoice.kind, invoice.invoice_id,
                      invoice.customer_name, invoice.total)
 
@@ -187,6 +187,7 @@ class Rater:
         except ValidationError:
             log.exception("unreadable PeriodTotals record skipped")
             return None
+        PERIODS_CLOSED.labels(event.reason).inc()
         with RATING.time():
             try:
                 return invoice_for(event, self.view.catalog, ledger, datetime.now(timezone.utc))

@@ -1,0 +1,22 @@
+"""Prometheus metrics of the aggregator. Labels are bounded: never a customer or id."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("metering_aggregator_events_total", "Measurement records by outcome", ["outcome"])
+DEDUP_HITS = Counter("metering_aggregator_dedup_hits_total", "Measurements dropped as duplicates of an earlier id")
+DEAD_LETTERS = Counter("metering_aggregator_dead_letters_total", "Records dead-lettered, by failing field", ["reason_field"])
+CONSUMER_LAG = Gauge("metering_aggregator_consumer_lag", "Records not yet processed, per input partition", ["partition"])
+WATERMARK_LAG = Gauge(
+    "metering_aggregator_watermark_lag_seconds", "Wall clock minus the event-time watermark", ["partition"]
+)
+FLUSH = Histogram(
+    "metering_aggregator_clickhouse_flush_seconds", "Time to write one batch's rows to ClickHouse",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ROWS = Counter("metering_aggregator_clickhouse_rows_total", "Rows written to ClickHouse", ["table"])
+STORE_ERRORS = Counter("metering_aggregator_clickhouse_errors_total", "Failed ClickHouse writes (per attempt)", ["table"])
+INGEST_TO_STORED = Histogram(
+    "metering_aggregator_ingest_to_stored_seconds", "From the record's produce time to its totals being stored",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+PERIODS = Counter("metering_aggregator_period_events_total", "PeriodTotals emitted", ["reason"])

@@ -1,0 +1,161 @@
+"""The catalog API on the real broker: what one ingest instance accepts over HTTP, every
+other service's live view sees without a restart; a DELETE travels as a tombstone; and
+the compacted topic alone rebuilds the same catalog in a view started afterwards."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+from urllib.parse import quote
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from fastapi.testclient import TestClient
+
+from services.demo import GROWTH_PLAN
+from services.infra import topics
+from services.infra.catalog_view import CatalogView, entity_key
+from services.ingest.api import create_app
+from services.ingest.catalog_routes import KafkaCatalogWriter
+from services.settings import Settings
+from shared.catalog import Catalog
+from tests.unit.test_ingest_api import FakeSink
+
+pytestmark = pytest.mark.kafka
+
+CUSTOMER = "O'Brien & Sons / 100% \"ünïcødé\" \\ ; DROP TABLE customers; --"
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, unique: str) -> Settings:
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"t{unique}.",
+        consumer_group_prefix=f"t{unique}",
+        partitions=1,
+        api_key=f"key-{unique}",
+    )
+    topics.ensure_topics(settings, kafka_bootstrap)
+    return settings
+
+
+def _view(settings: Settings, bootstrap: str, name: str) -> CatalogView:
+    """A view as another service holds it: its own consumer, its own group names."""
+    own = settings.model_copy(update={"consumer_group_prefix": f"{settings.consumer_group_prefix}-{name}"})
+    return CatalogView(own, bootstrap).start()
+
+
+@pytest.fixture
+def ingest(settings: Settings, kafka_bootstrap: str) -> Iterator[tuple[TestClient, CatalogView]]:
+    view = CatalogView(settings, kafka_bootstrap).start()
+    writer = KafkaCatalogWriter(settings, kafka_bootstrap)
+    # Measurements are not the subject here: a recording sink stands in for the producer.
+    app = create_app(settings, view, FakeSink(), writer=writer)
+    assert settings.api_key is not None
+    headers = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
+    try:
+        with TestClient(app, headers=headers) as client:
+            yield client, view
+    finally:
+        view.stop()
+
+
+def _state(catalog: Catalog) -> dict[str, dict[str, object]]:
+    return {
+        "customers": dict(catalog.customers), "meters": dict(catalog.meters),
+        "price_plans": dict(catalog.price_plans), "subscriptions": dict(catalog.subscriptions),
+    }
+
+
+def _records(settings: Settings, bootstrap: str) -> list[tuple[bytes, bytes | None]]:
+    """Every record of the catalog topic, in order, as (key, value)."""
+    topic = topics.name(settings, topics.CATALOG)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{settings.consumer_group_prefix}-probe",
+                         "enable.auto.commit": False})
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        found: list[tuple[bytes, bytes | None]] = []
+        deadline = time.monotonic() + 30
+        while len(found) < high and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                found.append((message.key() or b"", message.value()))
+        return found
+    finally:
+        consumer.close()
+
+
+def test_catalog_written_over_http_reaches_other_views_and_survives_them(
+    settings: Settings, kafka_bootstrap: str, ingest: tuple[TestClient, CatalogView]
+) -> None:
+    client, own_view = ingest
+    other = _view(settings, kafka_bootstrap, "rater")  # already running before the writes
+    try:
+        start = (datetime.now(timezone.utc) - timedelta(days=1)).replace(microsecond=0)
+        subscription = {"customer_name": CUSTOMER, "price_plan_name": "growth-plan",
+                        "start_time": start.isoformat().replace("+00:00", "Z")}
+        key = f"{CUSTOMER}@{start.isoformat()}"
+
+        assert client.post("/meters", json={"name": "api_calls"}).status_code == 201
+        assert client.post("/price_plans", json=GROWTH_PLAN).status_code == 201
+        assert client.post("/customers", json={"name": CUSTOMER}).status_code == 201
+        created = client.post("/subscriptions", json=subscription)
+        assert created.status_code == 201, created.text
+        assert created.headers["Location"] == f"/subscriptions/{quote(key, safe='')}"
+
+        # Read-your-writes on the instance that took the write: the very next request
+        # sees the customer, a measurement for it included.
+        assert client.get(f"/customers/{quote(CUSTOMER, safe='')}").json() == {"name": CUSTOMER}
+        assert client.get(created.headers["Location"]).json()["customer_name"] == CUSTOMER
+        measured = client.post("/measurements", json={"id": "m1", "meter_name": "api_calls",
+                                                      "customer_name": CUSTOMER, "value": 3})
+        assert measured.status_code == 202, measured.text
+
+        # Another service's view, never restarted, sees all of it once it has synced.
+        assert other.sync(30)
+        assert set(other.catalog.meters) == {"api_calls"}
+        assert set(other.catalog.price_plans) == {"growth-plan"}
+        assert set(other.catalog.customers) == {CUSTOMER}
+        assert list(other.catalog.subscriptions) == [key]
+        assert _state(other.catalog) == _state(own_view.catalog)
+
+        # A replacement propagates too.
+        assert client.put(f"/customers/{quote(CUSTOMER, safe='')}", json={"display_name": "O'B"}).status_code == 200
+        assert other.sync(30)
+        assert other.catalog.customers[CUSTOMER].display_name == "O'B"
+
+        # A DELETE is a tombstone on the compacted topic, and the other view drops it.
+        assert client.delete(created.headers["Location"]).status_code == 204
+        assert other.sync(30)
+        assert other.catalog.subscriptions == {}
+        assert other.catalog.subscription_at(CUSTOMER, datetime.now(timezone.utc)) is None
+        last_for_key = [value for k, value in _records(settings, kafka_bootstrap) if k == entity_key("subscriptions", key)]
+        assert len(last_for_key) == 2 and last_for_key[0] is not None and last_for_key[-1] is None
+    finally:
+        other.stop()
+
+    # The catalog lives in the topic, not in any process: a view started now rebuilds it.
+    expected = _state(own_view.catalog)
+    assert set(expected["customers"]) == {CUSTOMER} and expected["subscriptions"] == {}
+    fresh = _view(settings, kafka_bootstrap, "restarted")
+    try:
+        assert _state(fresh.catalog) == expected
+    finally:
+        fresh.stop()
+
+
+def test_refused_writes_leave_the_topic_untouched(
+    settings: Settings, kafka_bootstrap: str, ingest: tuple[TestClient, CatalogView]
+) -> None:
+    client, _ = ingest
+    assert client.post("/meters", json={"name": "api_calls"}).status_code == 201
+    assert client.post("/price_plans", json=GROWTH_PLAN).status_code == 201
+    before = _records(settings, kafka_bootstrap)
+    assert client.post("/meters", json={"name": "api_calls"}).status_code == 409
+    assert client.delete("/meters/api_calls").status_code == 409
+    assert client.post("/price_plans", json={**GROWTH_PLAN, "name": "x", "base_price": "49"}).status_code == 400
+    assert client.post("/subscriptions", json={"customer_name": "ghost", "price_plan_name": "growth-plan",
+                                               "start_time": "2026-01-01T00:00:00Z"}).status_code == 400
+    assert _records(settings, kafka_bootstrap) == before
