@@ -32,6 +32,10 @@ class _Batch:
 
 class Publisher:
     def __init__(self, bootstrap: str, delivery_timeout_ms: int = 15000) -> None:
+        # Set by librdkafka's error callback when every broker is down, cleared by the
+        # next successful delivery: while set, batches are refused at once with a 503
+        # instead of waiting out the delivery timeout.
+        self.all_brokers_down = False
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -43,11 +47,16 @@ class Publisher:
                 "compression.type": "lz4",
                 "queue.buffering.max.messages": MAX_QUEUE,
                 "message.timeout.ms": delivery_timeout_ms,
+                "error_cb": self._on_client_error,
             }
         )
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._thread.start()
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.all_brokers_down = True
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
@@ -59,14 +68,19 @@ class Publisher:
     def broker_reachable(self, timeout: float = 2.0) -> bool:
         try:
             metadata = self._producer.list_topics(timeout=timeout)
-            return bool(metadata.brokers)
         except Exception:
             return False
+        reachable = bool(metadata.brokers)
+        if reachable:
+            self.all_brokers_down = False
+        return reachable
 
     async def publish(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
         """Produce all records; return once all are acknowledged, else raise Unavailable."""
         if not records:
             return
+        if self.all_brokers_down and not self.broker_reachable(timeout=0.5):
+            raise Unavailable("no broker is reachable")
         if len(self._producer) + len(records) > MAX_QUEUE:
             raise Unavailable("producer queue is full")
         loop = asyncio.get_running_loop()
@@ -77,6 +91,7 @@ class Publisher:
                 batch.failed = True
                 loop.call_soon_threadsafe(_settle, batch.future, Unavailable(str(error)))
                 return
+            self.all_brokers_down = False
             batch.pending -= 1  # only this poll thread touches pending
             if batch.pending == 0 and not batch.failed:
                 loop.call_soon_threadsafe(_settle, batch.future, None)

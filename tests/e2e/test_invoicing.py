@@ -269,6 +269,11 @@ def billed(stack: Stack) -> Billed:
     plan = f"all-in-{customer}"
     end = datetime.now(timezone.utc).replace(microsecond=0) + PERIOD_ENDS_IN
     start = add_months(end, -1)
+    if add_months(start, 1) != end:
+        # E on the 29th-31st after a shorter month (e.g. May 31): the anchor clamps
+        # (Apr 30) and its first period ends a day early (May 30). No monthly
+        # subscription has a first period that ends today, so the scenario cannot be built.
+        pytest.skip(f"no monthly period starting within 35 days ends at {_iso(end)}")
     catalog, problems = parse_catalog(catalog_document(customer, plan, start))
     assert problems == []
     publish_catalog(stack.settings, stack.bootstrap, catalog)

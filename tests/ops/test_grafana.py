@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -165,9 +166,10 @@ def measurement(customer: str, meter: str, ident: str, at: datetime, offset: int
     return [customer, meter, ident, "", Decimal(1), "", at, {}, False, "metering.measurements", 0, offset]
 
 
-@pytest.fixture
-def store(chdb_root: Path, clickhouse_url: str | None, unique: str) -> Any:
-    client = connect(Settings(data_dir=chdb_root, clickhouse_url=clickhouse_url, clickhouse_database=f"t_{unique}"))
+@pytest.fixture(scope="module")
+def store(chdb_root: Path, clickhouse_url: str | None) -> Any:
+    database = f"t_{uuid.uuid4().hex[:10]}"
+    client = connect(Settings(data_dir=chdb_root, clickhouse_url=clickhouse_url, clickhouse_database=database))
     apply_migrations(client)
     day = timedelta(days=1)
     measurements = [
