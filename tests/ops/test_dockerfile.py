@@ -9,7 +9,6 @@ finds its ClickHouse migrations.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -78,7 +77,12 @@ def context_files() -> list[str]:
     files = []
     for directory, subdirs, names in os.walk(ROOT):
         rel_dir = os.path.relpath(directory, ROOT)
-        subdirs[:] = [d for d in subdirs if d not in {".git", ".venv", ".cache"}]
+        # an excluded folder is not entered unless a "!" pattern re-includes something in it
+        subdirs[:] = [
+            d for d in subdirs
+            if not excluded(os.path.normpath(os.path.join(rel_dir, d)), patterns)
+            or any(neg and p.startswith(os.path.normpath(os.path.join(rel_dir, d)) + "/") for neg, p in patterns)
+        ]
         for name in names:
             rel = os.path.normpath(os.path.join(rel_dir, name))
             if not excluded(rel, patterns):
