@@ -24,6 +24,8 @@ class Settings(BaseSettings):
 
     topic_prefix: str = "metering."
     partitions: int = Field(default=4, ge=1)
+    # 1 for the local broker; 3 on a production cluster (our topics and Faust's changelogs).
+    replication_factor: int = Field(default=1, ge=1)
     consumer_group_prefix: str = "metering"
 
     # Where other services reach the aggregator's read API (the embedded store's owner);

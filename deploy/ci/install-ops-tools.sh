@@ -16,7 +16,12 @@ COMPOSE_VERSION=v2.40.3
 KUBERNETES_VALIDATE_VERSION=1.37.0
 KUBERNETES_SCHEMA_VERSION=1.32.0
 
-export GOPATH="$ROOT/.cache/go"
+# Go builds live in a per-machine cache outside the clone, so CI's fresh clones reuse them
+# (building docker compose takes minutes); .cache/go in the clone links to it.
+TOOLS_CACHE="${METERING_TOOLS_CACHE:-${HOME:-/root}/.cache/metering-tools}"
+mkdir -p "$TOOLS_CACHE/go" "$ROOT/.cache"
+[ -e "$ROOT/.cache/go" ] || ln -s "$TOOLS_CACHE/go" "$ROOT/.cache/go"
+export GOPATH="$TOOLS_CACHE/go"
 export GOBIN="$GOPATH/bin"
 export GOCACHE="$GOPATH/build"
 export GOFLAGS=-buildvcs=false
@@ -75,7 +80,7 @@ if ! compose_works; then
         -o "$GOBIN/docker-compose" ./cmd)
 fi
 if ! docker compose version >/dev/null 2>&1 && [ -x "$GOBIN/docker-compose" ] && command -v docker >/dev/null 2>&1; then
-    for plugins in /usr/local/lib/docker/cli-plugins "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"; do
+    for plugins in /usr/local/lib/docker/cli-plugins "${DOCKER_CONFIG:-${HOME:-/root}/.docker}/cli-plugins"; do
         if mkdir -p "$plugins" 2>/dev/null && cp "$GOBIN/docker-compose" "$plugins/docker-compose" 2>/dev/null; then
             log "installed the docker compose plugin in $plugins"
             break

@@ -60,7 +60,7 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
         broker=f"kafka://{bootstrap}",
         store="memory://",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         producer_partitioner=table_partitioner,
         producer_acks=-1,
         producer_max_request_size=4 * 1024 * 1024,

@@ -55,7 +55,7 @@ def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> 
         if spec.compacted:
             config["cleanup.policy"] = "compact"
         partitions = 1 if spec is CATALOG else settings.partitions
-        wanted.append(NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config))
+        wanted.append(NewTopic(topic, num_partitions=partitions, replication_factor=settings.replication_factor, config=config))
     if wanted:
         for topic, future in admin.create_topics(wanted, operation_timeout=timeout).items():
             try:

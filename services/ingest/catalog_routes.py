@@ -320,9 +320,9 @@ def catalog_router(
             def judge(catalog: Catalog) -> Refusal | None:
                 if name not in _table(catalog, kind.kind):
                     return _not_found(kind, name)
-                users = _dependents(catalog, kind.kind, name)
-                if users:
-                    return Refusal(409, "conflict", [("name", f"is used by {users}; delete or change them first")])
+                reason = _in_use(catalog, kind.kind, name)
+                if reason is not None:
+                    return Refusal(409, "conflict", [("name", reason)])
                 return None
 
             refusal = await write(kind, name, None, judge)
@@ -535,27 +535,29 @@ def _replace_conflict(catalog: Catalog, entity: Entity) -> Refusal | None:
     return Refusal(409, "conflict", problems) if problems else None
 
 
-def _dependents(catalog: Catalog, kind: str, name: str) -> str:
-    """What refers to the entity, for a 409 reason; empty when nothing does."""
+def _in_use(catalog: Catalog, kind: str, name: str) -> str | None:
+    """Why the entity may not be deleted (what refers to it), or None."""
     if kind == "meters":
-        noun = "price plan"
+        noun, remedy = "price plan", "delete or change"
         users = sorted(
             plan.name for plan in list(catalog.price_plans.values())
             if any(c.meter_name == name for c in plan.metered_components)
         )
     elif kind == "price_plans":
-        noun = "subscription"
+        noun, remedy = "subscription", "delete or change"
         users = sorted(s.key for s in list(catalog.subscriptions.values()) if s.price_plan_name == name)
     elif kind == "customers":
-        noun = "subscription"
+        # Ended subscriptions count: they are the customer's billing history.
+        noun, remedy = "subscription", "delete"
         users = [s.key for s in catalog.subscriptions_of(name)]
     else:
-        return ""
+        return None
     if not users:
-        return ""
+        return None
     listed = ", ".join(repr(u) for u in users[:MAX_LISTED])
     more = f" and {len(users) - MAX_LISTED} more" if len(users) > MAX_LISTED else ""
-    return f"{noun}{'s' if len(users) > 1 else ''} {listed}{more}"
+    plural = len(users) > 1
+    return f"is used by {noun}{'s' if plural else ''} {listed}{more}; {remedy} {'them' if plural else 'it'} first"
 
 
 def _table(catalog: Catalog, kind: str) -> Mapping[str, Entity]:

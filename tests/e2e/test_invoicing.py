@@ -409,8 +409,8 @@ def test_exactly_once_across_a_killed_rater_a_replayed_period_and_a_resent_batch
     # The restarted rater consumes it (its counter of unchanged periods moves) and
     # publishes nothing.
     [(key, value)] = [kv for kv in _period_totals(stack, billed.customer)
-                      if PeriodTotals.model_validate_json(kv[1]).period_end == billed.end]
-    assert PeriodTotals.model_validate_json(value).reason == "closed"
+                      if PeriodTotals.model_validate_json(kv[1]).reason == "closed"]
+    assert PeriodTotals.model_validate_json(value).period_end == billed.end
     unchanged = _rater_unchanged_count(stack)
     producer = Producer({"bootstrap.servers": stack.bootstrap, "partitioner": "murmur2_random"})
     producer.produce(_topic(stack, topics.PERIOD_TOTALS), key=key, value=value)

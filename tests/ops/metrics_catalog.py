@@ -77,15 +77,13 @@ CATALOG: dict[str, dict[str, Metric]] = {
 
 ALL_METRICS: dict[str, Metric] = {name: m for metrics in CATALOG.values() for name, m in metrics.items()}
 
-# Series every process has from prometheus_client's default collectors, and the ones
-# Prometheus itself adds per target.
+# Series every process has from prometheus_client's default collectors.
 DEFAULT_SERIES = {
     "process_resident_memory_bytes", "process_virtual_memory_bytes", "process_cpu_seconds_total",
     "process_open_fds", "process_max_fds", "process_start_time_seconds",
     "python_info", "python_gc_objects_collected_total", "python_gc_collections_total",
     "python_gc_objects_uncollectable_total",
 }
-PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds", "scrape_samples_scraped"}
 TARGET_LABELS = {"job", "instance"}
 
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

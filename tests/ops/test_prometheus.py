@@ -139,15 +139,14 @@ def test_expressions_use_only_the_metric_contract(name: str, expr: str) -> None:
             continue
         found = resolve(series)
         assert found is not None, f"{name}: {series} is not a metric the services export"
-        base, metric = found
-        referenced[series] = metric.labels + (("le",) if series.endswith("_bucket") else ())
+        referenced[series] = found[1].labels + (("le",) if series.endswith("_bucket") else ())
     for series, body in _MATCHERS.findall(expr):
         if series not in referenced:
             continue
-        metric = resolve(series)
+        contract = resolve(series)
         for label, op, value in _MATCHER.findall(body):
             assert label in set(referenced[series]) | TARGET_LABELS, f"{name}: {series} has no label {label}"
-            allowed = metric[1].values.get(label) if metric else None
+            allowed = contract[1].values.get(label) if contract else None
             if allowed and op == "=":
                 assert value in allowed, f"{name}: {series}{{{label}}} is never {value!r} ({sorted(allowed)})"
             if allowed and op == "=~":
@@ -159,15 +158,11 @@ def test_expressions_use_only_the_metric_contract(name: str, expr: str) -> None:
 
 
 def test_every_metric_of_the_contract_is_on_a_dashboard() -> None:
-    shown = {resolve(n)[0] for _, e in DASHBOARD_EXPRESSIONS for n in metric_names(e) if resolve(n)}  # type: ignore[index]
+    shown = {found[0] for _, e in DASHBOARD_EXPRESSIONS for n in metric_names(e) if (found := resolve(n))}
     assert set(ALL_METRICS) - shown == set()
 
 
 # ------------------------------------------------------- a real Prometheus
-
-
-def _ensure(metric: Any, **labels: str) -> Any:
-    return metric.labels(**labels) if labels else metric
 
 
 def healthy_ingest(svc: FakeService, n: int) -> None:

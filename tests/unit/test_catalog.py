@@ -162,6 +162,14 @@ def test_plan_rules_and_unknown_meter(catalog: Catalog) -> None:
     ]
 
 
+def test_plan_name_is_a_key_so_it_follows_the_customer_name_rule(catalog: Catalog) -> None:
+    assert entity_problems(catalog, PricePlan.model_validate(plan_doc(" "))) == [("name", "must not be blank")]
+    assert entity_problems(catalog, PricePlan.model_validate(plan_doc("a\nb"))) == [
+        ("name", "must not contain control characters")
+    ]
+    assert entity_problems(catalog, PricePlan.model_validate(plan_doc("a/b 100% 'x'"))) == []
+
+
 def subscription(**fields: Any) -> Subscription:
     base = {"customer_name": "globex", "price_plan_name": "growth", "start_time": "2026-01-01T00:00:00Z"}
     return Subscription.model_validate({**base, **fields})

@@ -363,25 +363,33 @@ def test_deleting_a_meter_a_plan_prices_is_a_conflict_naming_the_plan(client: Te
     response = client.delete("/meters/api_calls")
     assert response.status_code == 409
     assert response.json() == {"error": "conflict", "errors": [
-        {"field": "name", "reason": "is used by price plan 'growth-plan'; delete or change them first"}]}
+        {"field": "name", "reason": "is used by price plan 'growth-plan'; delete or change it first"}]}
     assert client.post("/price_plans", json=plan("basic")).status_code == 201
     assert errors(client.delete("/meters/api_calls")) == [
         {"field": "name", "reason": "is used by price plans 'basic', 'growth-plan'; delete or change them first"}]
     assert [c for c in writer.changes if c[2] is None] == []
 
 
+def test_a_conflict_names_at_most_ten_dependents(client: TestClient) -> None:
+    for i in range(11):
+        assert client.post("/price_plans", json=plan(f"p{i:02d}")).status_code == 201
+    listed = ", ".join(repr(p) for p in ["growth-plan"] + [f"p{i:02d}" for i in range(9)])
+    assert errors(client.delete("/meters/api_calls")) == [
+        {"field": "name", "reason": f"is used by price plans {listed} and 2 more; delete or change them first"}]
+
+
 def test_deleting_a_plan_a_subscription_uses_is_a_conflict_naming_the_subscription(client: TestClient) -> None:
     response = client.delete("/price_plans/growth-plan")
     assert response.status_code == 409
     assert errors(response) == [
-        {"field": "name", "reason": f"is used by subscription {ACME_SUB!r}; delete or change them first"}]
+        {"field": "name", "reason": f"is used by subscription {ACME_SUB!r}; delete or change it first"}]
 
 
 def test_deleting_a_customer_with_subscriptions_is_a_conflict_until_they_are_gone(client: TestClient) -> None:
     response = client.delete("/customers/acme")
     assert response.status_code == 409
     assert errors(response) == [
-        {"field": "name", "reason": f"is used by subscription {ACME_SUB!r}; delete or change them first"}]
+        {"field": "name", "reason": f"is used by subscription {ACME_SUB!r}; delete it first"}]
     assert client.delete(f"/subscriptions/{q(ACME_SUB)}").status_code == 204
     assert client.delete("/customers/acme").status_code == 204
     assert client.get("/customers").json() == []
@@ -550,7 +558,7 @@ def test_hostile_names_round_trip_through_paths(client: TestClient, name: str) -
     assert [s["customer_name"] for s in client.get(f"{path}/subscriptions").json()] == [name]
     assert [s["customer_name"] for s in client.get("/subscriptions", params={"customer_name": name}).json()] == [name]
     assert errors(client.delete(path)) == [
-        {"field": "name", "reason": f"is used by subscription {key!r}; delete or change them first"}]
+        {"field": "name", "reason": f"is used by subscription {key!r}; delete it first"}]
     assert client.delete(f"/subscriptions/{q(key)}").status_code == 204
     assert client.delete(path).status_code == 204
     assert client.get(path).status_code == 404
@@ -564,7 +572,7 @@ def test_hostile_meter_and_plan_names_round_trip(client: TestClient, name: str) 
     assert client.post("/price_plans", json=plan(name, meter=name)).status_code == 201
     assert client.get(f"/price_plans/{q(name)}").json()["metered_components"][0]["meter_name"] == name
     assert errors(client.delete(f"/meters/{q(name)}")) == [
-        {"field": "name", "reason": f"is used by price plan {name!r}; delete or change them first"}]
+        {"field": "name", "reason": f"is used by price plan {name!r}; delete or change it first"}]
     assert client.delete(f"/price_plans/{q(name)}").status_code == 204
     assert client.delete(f"/meters/{q(name)}").status_code == 204
 
