@@ -98,36 +98,22 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
+    """Validate a catalog file against the live catalog, then publish the file's entities."""
     from services.infra.catalog_view import CatalogView, publish
     from services.infra.topics import ensure_topics
-    from shared.catalog import entities, entity_problems, MODELS
-    from pydantic import ValidationError
-    from shared.catalog import pydantic_problems
+    from shared.catalog import apply_document
 
     bootstrap = _bootstrap(settings)
     ensure_topics(settings, bootstrap)
     document = _load(Path(args.file))
     view = CatalogView(settings, bootstrap).start()
     try:
-        catalog = view.catalog
-        problems: list[tuple[str, str]] = []
-        changes: list[Any] = []
-        for kind in ("meters", "price_plans", "customers", "subscriptions"):
-            for index, raw in enumerate(document.get(kind) or []):
-                try:
-                    entity = MODELS[kind].model_validate(raw)
-                except ValidationError as error:
-                    problems.extend(pydantic_problems(f"{kind}[{index}]", error))
-                    continue
-                found = entity_problems(catalog, entity)
-                problems.extend((f"{kind}[{index}].{p}", r) for p, r in found)
-                if not found:
-                    catalog.put(entity)
+        # A copy: the view's own thread keeps applying the topic meanwhile.
+        changes, problems = apply_document(view.catalog.copy(), document)
         if problems:
             for path, reason in problems:
                 print(f"{path}: {reason}", file=sys.stderr)
             return 1
-        changes = list(entities(catalog))
         publish(settings, bootstrap, changes)
         print(f"applied {len(changes)} catalog entities")
     finally:

@@ -71,6 +71,14 @@ class Catalog:
     def mapping_owner(self, label: str, value: str) -> str | None:
         return self._by_mapping.get((label, value))
 
+    def copy(self) -> "Catalog":
+        """An independent copy (entities are immutable or treated so; containers are new)."""
+        return Catalog(
+            customers=dict(self.customers), meters=dict(self.meters), price_plans=dict(self.price_plans),
+            subscriptions=dict(self.subscriptions), _by_mapping=dict(self._by_mapping),
+            _by_event={k: list(v) for k, v in self._by_event.items()},
+        )
+
     # ---- questions ---------------------------------------------------------
 
     def customer_for(self, measurement: Measurement) -> str | None:
@@ -121,8 +129,20 @@ def pydantic_problems(prefix: str, error: ValidationError) -> list[Problem]:
 
 def parse_catalog(document: dict[str, Any]) -> tuple[Catalog, list[Problem]]:
     """Validate a whole catalog document ({kind: [entity, ...]}); report every problem."""
-    problems: list[Problem] = []
     catalog = Catalog()
+    _, problems = apply_document(catalog, document)
+    return catalog, problems
+
+
+def apply_document(catalog: Catalog, document: dict[str, Any]) -> tuple[list[tuple[str, str, Any]], list[Problem]]:
+    """Judge a document's entities against `catalog` (changed in place; pass a copy).
+
+    Returns the document's own entities as (kind, key, entity) changes, in reference
+    order, and every problem; a name given twice in one document is a problem too.
+    """
+    problems: list[Problem] = []
+    changes: list[tuple[str, str, Any]] = []
+    seen: set[tuple[str, str]] = set()
     unknown = set(document) - set(KINDS)
     for kind in sorted(unknown):
         problems.append((kind, f"unknown section; expected one of {', '.join(KINDS)}"))
@@ -137,12 +157,16 @@ def parse_catalog(document: dict[str, Any]) -> tuple[Catalog, list[Problem]]:
             except ValidationError as error:
                 problems.extend(pydantic_problems(f"{kind}[{index}]", error))
                 continue
-            problems.extend(
-                (f"{kind}[{index}].{path}", reason)
-                for path, reason in entity_problems(catalog, entity)
-            )
+            key = entity.key if isinstance(entity, Subscription) else entity.name
+            if (kind, key) in seen:
+                problems.append((f"{kind}[{index}]", f"{key!r} appears more than once in this document"))
+                continue
+            seen.add((kind, key))
+            found = entity_problems(catalog, entity)
+            problems.extend((f"{kind}[{index}].{path}", reason) for path, reason in found)
             catalog.put(entity)
-    return catalog, problems
+            changes.append((kind, key, entity))
+    return changes, problems
 
 
 def entity_problems(

@@ -37,16 +37,14 @@ from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Match
-from starlette.types import Scope
 
 from services.infra.catalog_view import Entity, publish
+from services.ingest.routing import RawPathRoute
 from services.settings import Settings
 from shared.catalog import Catalog, entity_problems
 from shared.errors import field_errors
@@ -124,29 +122,6 @@ class Refusal:
 
 
 # ---- routing on the raw path ----------------------------------------------------
-
-
-class RawPathRoute(APIRoute):
-    """Matches on the path as the client sent it and decodes each parameter afterwards.
-
-    Starlette matches routes against the decoded path, where a name containing '/' (sent
-    as %2F) becomes two segments and `/customers/a%2Fsubscriptions` would be taken for the
-    subscriptions of `a`. Matching the raw path keeps every encoded character inside its
-    segment; without a raw path (or with a non-ASCII one) the decoded path is used.
-    """
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        raw = scope.get("raw_path")
-        if scope["type"] != "http" or not isinstance(raw, bytes) or not raw.isascii():
-            return super().matches(scope)
-        match, child_scope = super().matches({**scope, "path": raw.decode("ascii")})
-        if match is not Match.NONE:
-            params = dict(child_scope.get("path_params", {}))
-            for name in self.param_convertors:
-                if isinstance(params.get(name), str):
-                    params[name] = unquote(params[name])
-            child_scope["path_params"] = params
-        return match, child_scope
 
 
 # ---- the router -----------------------------------------------------------------

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.infra.queries import QueryError
 from services.infra.store_reader import StoreReader, StoreUnavailable
+from services.ingest.routing import RawPathRoute
 from shared.catalog import Catalog
 from shared.entitlements import entitlements
 from shared.periods import period_at_index, period_containing
@@ -46,7 +47,7 @@ class BadParameter(Exception):
 
 
 def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(route_class=RawPathRoute)
 
     @router.get("/customers/{name}/usage", tags=["usage"])
     async def usage(

@@ -489,9 +489,11 @@ def test_preview_entitlements_and_stored_invoices_through_the_api(
     # Period 1 [E, S + 2 months) is open: 45,000 calls and a seat level of 8 in it.
     now = datetime.now(timezone.utc).replace(microsecond=0)
     assert now >= billed.end
+    # (event times from E on: a second earlier would be late usage for period 0)
     open_usage = [{"id": f"p1-calls-{i}", "meter_name": "api_calls", "customer_name": name, "value": 15000,
-                   "time": _iso(now - timedelta(seconds=3 - i)), "labels": {"region": "eu"}} for i in range(3)]
-    open_usage.append({"id": "p1-seats", "meter_name": "seats", "customer_name": name, "value": 8, "time": _iso(now)})
+                   "time": _iso(billed.end + timedelta(seconds=i)), "labels": {"region": "eu"}} for i in range(3)]
+    open_usage.append({"id": "p1-seats", "meter_name": "seats", "customer_name": name, "value": 8,
+                       "time": _iso(billed.end + timedelta(seconds=3))})
     response = _post(stack, open_usage)
     assert response.status_code == 202, response.text
 
