@@ -132,7 +132,14 @@ def create_app(
         EVENTS.labels("accepted").inc(len(records))
         return _respond(route, 202, {"accepted": len(records)})
 
-    @app.post("/measurements/batch", status_code=202)
+    measurement_schema = Measurement.model_json_schema(mode="validation")
+
+    def body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+    batch_doc = body_doc({"type": "array", "items": measurement_schema, "maxItems": settings.batch_limit})
+
+    @app.post("/measurements/batch", status_code=202, openapi_extra=batch_doc, tags=["measurements"])
     async def post_batch(request: Request) -> Response:
         try:
             body = parse_body(await read_body(request))
@@ -146,7 +153,7 @@ def create_app(
             return _respond("batch", 413, {"error": "batch too large", "errors": [{"field": "body", "reason": f"at most {settings.batch_limit} measurements per batch"}]})
         return await accept(body, "batch", single=False)
 
-    @app.post("/measurements", status_code=202)
+    @app.post("/measurements", status_code=202, openapi_extra=body_doc(measurement_schema), tags=["measurements"])
     async def post_one(request: Request) -> Response:
         try:
             body = parse_body(await read_body(request))
