@@ -118,7 +118,7 @@ class Bench:
         self._profilers.clear()
 
     def stack_pids(self, stack: Stack) -> dict[str, int]:
-        pids = {name: child.pid for name, child in stack.children.items()}
+        pids = {name: child.pid for name, child in stack.children.items()}  # read again after a restart
         if self.broker is not None and self.broker.process is not None:
             pids["broker"] = self.broker.process.pid
         return pids

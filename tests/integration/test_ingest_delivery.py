@@ -1,0 +1,62 @@
+"""On the real broker: every acknowledged measurement is on the topic, keyed by customer,
+in the partition Kafka's default partitioner (and so the aggregator) expects."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from confluent_kafka import Consumer
+from fastapi.testclient import TestClient
+
+from services.infra import topics
+from services.infra.partitioning import customer_partition
+from services.ingest.api import create_app
+from services.ingest.publisher import Publisher
+from services.settings import Settings
+from shared.catalog import parse_catalog
+from tests.support.catalogs import worked_example_catalog
+from tests.unit.test_ingest_api import AUTH, KEY, FakeView
+
+pytestmark = pytest.mark.kafka
+
+
+def test_acknowledged_measurements_all_arrive_keyed_by_customer(kafka_bootstrap: str) -> None:
+    unique = uuid.uuid4().hex[:8]
+    settings = Settings(api_key=KEY, topic_prefix=f"d{unique}.", partitions=3, kafka_bootstrap_servers=kafka_bootstrap)
+    topics.ensure_topics(settings, kafka_bootstrap)
+    customers = ("acme", "globex", "o'brien 顧客")
+    catalog, problems = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=2), customers))
+    assert problems == []
+    publisher = Publisher(kafka_bootstrap)
+    try:
+        client = TestClient(create_app(settings, FakeView(catalog), publisher))
+        sent: dict[str, str] = {}
+        for round_ in range(5):
+            batch = [{"id": f"{round_}-{i}", "meter_name": "api_calls", "customer_name": customers[i % 3], "value": i}
+                     for i in range(400)]
+            response = client.post("/measurements/batch", json=batch, headers=AUTH)
+            assert response.status_code == 202 and response.json() == {"accepted": 400}
+            sent.update({m["id"]: m["customer_name"] for m in batch})
+    finally:
+        publisher.close()
+
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"check-{unique}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topics.name(settings, topics.MEASUREMENTS)])
+    received: dict[str, tuple[bytes, int]] = {}
+    deadline = time.monotonic() + 60
+    while len(received) < len(sent) and time.monotonic() < deadline:
+        for message in consumer.consume(500, timeout=0.5):
+            if message.error() is None:
+                body = json.loads(message.value() or b"{}")
+                received[body["id"]] = (message.key() or b"", message.partition() or 0)
+    consumer.close()
+    assert set(received) == set(sent)
+    for measurement_id, (key, partition) in received.items():
+        customer = sent[measurement_id]
+        assert key == customer.encode()
+        assert partition == customer_partition(customer, 3)
