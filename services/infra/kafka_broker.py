@@ -83,23 +83,25 @@ class LocalKafkaBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> "LocalKafkaBroker":
+    def start(self, timeout: float = 90.0, fresh: bool = True) -> "LocalKafkaBroker":
+        """Start the broker; `fresh=False` restarts it on its existing data and ports."""
         libs = fetch_jars()
-        if self.port == 0:
-            self.port = free_port()
-        controller_port = free_port()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        log_dir = self.data_dir / "kraft"
-        log_dir.mkdir(parents=True)
         config = self.data_dir / "server.properties"
-        config.write_text(_server_properties(self.port, controller_port, log_dir))
         classpath = f"{libs}/*"
         java = _java()
         base = [java, f"-Dlog4j.configuration=file:{LOG4J}", "-cp", classpath]
-        subprocess.run(
-            base + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        if fresh or not config.exists():
+            if self.port == 0:
+                self.port = free_port()
+            controller_port = free_port()
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            log_dir = self.data_dir / "kraft"
+            log_dir.mkdir(parents=True)
+            config.write_text(_server_properties(self.port, controller_port, log_dir))
+            subprocess.run(
+                base + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
         log_file = open(self.data_dir / "broker.log", "wb")
         # Own process group (stop() signals the whole group, and the terminal's
         # Ctrl-C does not reach the JVM before we decide to stop it), and it dies
