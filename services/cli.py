@@ -17,13 +17,9 @@ from services.settings import Settings
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-        stream=sys.stderr,
-    )
-    for noisy in ("aiokafka", "faust", "mode", "httpx", "uvicorn.access", "clickhouse_connect"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from services.infra.logs import configure
+
+    configure()
 
 
 def _bootstrap(settings: Settings) -> str:

@@ -9,6 +9,7 @@ so the records are read again after the restart and nothing is lost.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import time
@@ -298,6 +299,8 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         log.warning(
             "dead-lettered %s[%d]@%d: %s", letter.record.topic, letter.record.partition,
             letter.record.offset, letter.reason,
+            extra={"measurement_id": _measurement_id(letter.record.value), "topic": letter.record.topic,
+                   "partition": letter.record.partition, "offset": letter.record.offset, "reason": letter.reason},
         )
         await d.dead_letters.send(
             key=letter.record.key, value=letter.record.value, headers=dead_letter_headers(letter)
@@ -389,6 +392,15 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         view.stop()
 
     return d
+
+
+def _measurement_id(value: bytes | None) -> str | None:
+    """The id of a dead-lettered record, when it is readable enough to have one."""
+    try:
+        parsed = json.loads(value or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return str(parsed.get("id")) if isinstance(parsed, dict) and "id" in parsed else None
 
 
 def _parse(text: str) -> datetime:

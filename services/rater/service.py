@@ -146,6 +146,7 @@ class Rater:
             log.info(
                 "published %s %s rev %d for %s: total %s", invoice.kind, invoice.invoice_id,
                 invoice.revision, invoice.customer_name, invoice.total,
+                extra={"invoice_id": invoice.invoice_id, "customer_name": invoice.customer_name},
             )
 
     def _charge_immediately(self, producer: Producer, ledger: Ledger) -> None:
