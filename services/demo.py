@@ -27,7 +27,7 @@ from services.infra.stack import Stack
 from services.settings import Settings
 from shared.catalog import parse_catalog
 from shared.models.invoice import Invoice
-from shared.periods import add_months
+from shared.periods import anchor_for_period_ending, period_at_index
 
 PERIOD_ENDS_IN = timedelta(seconds=25)
 
@@ -121,8 +121,11 @@ def run_demo(base: Settings) -> int:
         print(f"ready: ingest on {stack.ingest_url}, logs in {data_dir / 'logs'}", flush=True)
         now = datetime.now(timezone.utc).replace(microsecond=0)
         end = now + PERIOD_ENDS_IN
-        start = add_months(end, -1)
-        catalog, problems = parse_catalog(demo_catalog(start))
+        # The period that ends at `end` is usually the first; on a day like May 31 it can
+        # only be the second (anchor Mar 31), and the quiet first one is invoiced too.
+        anchor, index = anchor_for_period_ending(end)
+        start = period_at_index(anchor, "monthly", index).start
+        catalog, problems = parse_catalog(demo_catalog(anchor))
         if problems:
             raise SystemExit(f"demo catalog is invalid: {problems}")
         publish_catalog(stack.settings, stack.bootstrap, catalog)
@@ -134,12 +137,13 @@ def run_demo(base: Settings) -> int:
               "duplicates are absorbed by measurement id", flush=True)
         print(f"waiting for the period {start:%Y-%m-%d %H:%M:%S} .. {end:%Y-%m-%d %H:%M:%S} UTC to close...",
               flush=True)
-        invoices = _await_invoices(stack.settings, stack.bootstrap, expected=3, timeout=120.0)
-        for invoice in sorted(invoices, key=lambda i: i.customer_name):
+        expected = 3 * (index + 1)
+        invoices = _await_invoices(stack.settings, stack.bootstrap, expected=expected, timeout=120.0)
+        for invoice in sorted(invoices, key=lambda i: (i.period_start, i.customer_name)):
             print(_render(invoice))
         print("stopping the pipeline...", flush=True)
     print("done.")
-    return 0 if len(invoices) == 3 else 1
+    return 0 if len(invoices) == expected else 1
 
 
 def _post_batch(url: str, batch: list[dict[str, Any]]) -> httpx.Response:

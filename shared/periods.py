@@ -96,3 +96,19 @@ def charge_windows(anchor: datetime, plan_period: str, frequency: str | None, in
     else:
         offsets = [first] if first % months == 0 else []
     return [(add_months(anchor, m), add_months(anchor, m + months)) for m in offsets]
+
+
+def anchor_for_period_ending(end: datetime, period: str = "monthly") -> tuple[datetime, int]:
+    """An anchor (subscription start) and index whose period ends exactly at `end`.
+
+    One step back is not always possible: no monthly anchor gives a period ending
+    May 31 after one step (Apr 31 does not exist, Apr 30 steps to May 30). Two steps
+    back (Mar 31 -> Apr 30 -> May 31) always is, as every boundary is computed from the
+    anchor. Used to build demo and test subscriptions that close on a schedule.
+    """
+    step = MONTHS_PER_PERIOD[period]
+    for periods_back in (1, 2, 3):
+        anchor = add_months(end, -step * periods_back)
+        if add_months(anchor, step * periods_back) == end:
+            return anchor, periods_back - 1
+    raise ValueError(f"no {period} anchor has a period ending at {end.isoformat()}")

@@ -116,9 +116,14 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
 
     @app.agent(d.measurements)
     async def fold_measurements(stream: Any) -> None:
+        last = time.monotonic()
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             try:
+                t0 = time.monotonic()
                 await handle_batch(events)
+                t1 = time.monotonic()
+                log.warning("TIMING batch %d wait %.3f handle %.3f", len(events), t0 - last, t1 - t0)
+                last = t1
             except BaseException:
                 fatal("measurement batch failed")
 

@@ -82,7 +82,7 @@ def invoices(client: Client, params: Mapping[str, str]) -> list[dict[str, Any]]:
         client,
         "SELECT invoice_id, revision, kind, customer_name, price_plan_name, period_start, period_end,"
         " currency, total, issued_at, body FROM invoices FINAL WHERE customer_name = {customer:String}"
-        " ORDER BY period_start, revision",
+        " ORDER BY period_start, period_end, revision",
         {"customer": _required(params, "customer_name")},
     )
 

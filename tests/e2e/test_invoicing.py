@@ -521,8 +521,7 @@ def test_preview_entitlements_and_stored_invoices_through_the_api(
     assert got == (True, billed.plan, *period_1, expected_lines, "1000.00")
 
     def entitled() -> Any:
-        body = _get(stack, f"/customers/{name}/entitlements").json()
-        return body
+        return _get(stack, f"/customers/{name}/entitlements").json()
 
     expected_entitlements = {
         "customer_name": name, "price_plan_name": billed.plan, "period_start": period_1[0], "period_end": period_1[1],

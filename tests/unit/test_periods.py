@@ -109,3 +109,18 @@ def test_consecutive_periods_are_contiguous(anchor: datetime, plan: str, index: 
     assert current.start < current.end == following.start
     assert period_index_at(anchor, plan, current.start) == index
     assert period_index_at(anchor, plan, current.end - timedelta(microseconds=1)) == index
+
+
+def test_an_anchor_exists_for_a_period_ending_on_any_day() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from shared.periods import anchor_for_period_ending, period_at_index
+
+    day = datetime(2027, 1, 1, 12, 30, 5, tzinfo=timezone.utc)
+    for offset in range(800):
+        end = day + timedelta(days=offset)
+        anchor, index = anchor_for_period_ending(end)
+        assert period_at_index(anchor, "monthly", index).end == end
+        assert index in (0, 1)
+    anchor, index = anchor_for_period_ending(datetime(2027, 5, 31, tzinfo=timezone.utc))
+    assert (anchor.month, anchor.day, index) == (3, 31, 1)
