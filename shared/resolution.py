@@ -9,13 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Callable
 from urllib.parse import quote
 
 from shared.catalog import Catalog
-from shared.models import Measurement, Meter
+from shared.models import Measurement, Meter, Subscription
 from shared.money import decimal_text
 
 Problem = tuple[str, str]
+# (customer, instant) -> the subscription covering it: Catalog.subscription_at or an index.
+SubscriptionAt = Callable[[str, datetime], Subscription | None]
+_TEN_POW_26 = Decimal(10) ** 26
 
 
 @dataclass(frozen=True)
@@ -36,20 +40,65 @@ class Fact:
     measurement: Measurement
 
 
+class SubscriptionIndex:
+    """`Catalog.subscription_at`, answered from a customer -> subscriptions index.
+
+    `Catalog.subscription_at` scans every subscription of the catalog on each call, which
+    costs O(customers) per measurement. The index gives the same answer (same candidates,
+    same order: by start, latest first) and is rebuilt whenever `version()` changes
+    (CatalogView.version grows with every batch of catalog records it applies) or the
+    catalog object is another one, so it always reflects the catalog as of that version.
+    """
+
+    def __init__(self, catalog: Callable[[], Catalog], version: Callable[[], int]) -> None:
+        self._catalog = catalog
+        self._version = version
+        self._built: tuple[Catalog, int, dict[str, list[Subscription]]] | None = None
+
+    def __call__(self, customer_name: str, at: datetime) -> Subscription | None:
+        catalog = self._catalog()
+        version = self._version()  # read before the snapshot: a later change rebuilds again
+        built = self._built
+        if built is None or built[0] is not catalog or built[1] != version:
+            built = (catalog, version, _index(catalog))
+            self._built = built
+        for sub in built[2].get(customer_name, ()):
+            if sub.start_time <= at and (sub.end_time is None or at < sub.end_time):
+                return sub
+        return None
+
+
+def _index(catalog: Catalog) -> dict[str, list[Subscription]]:
+    # list() copies the values in one step, so another thread applying catalog records
+    # cannot change the dict under the loop.
+    by_customer: dict[str, list[Subscription]] = {}
+    for sub in list(catalog.subscriptions.values()):
+        by_customer.setdefault(sub.customer_name, []).append(sub)
+    # Exactly Catalog.subscription_at's order: stable sort by start, then reversed.
+    return {
+        customer: list(reversed(sorted(subs, key=lambda s: s.start_time)))
+        for customer, subs in by_customer.items()
+    }
+
+
 def series_key(meter: Meter, labels: dict[str, str]) -> str:
     """Primary-label series as 'label=value' pairs joined by '&' ('' when unsplit).
 
     Labels and values are percent-encoded, so a value containing '&' or '=' can never
     make two different label sets read as one series.
     """
+    if not meter.primary_labels:
+        return ""
     return "&".join(
         f"{quote(label, safe='')}={quote(labels.get(label, ''), safe='')}" for label in meter.primary_labels
     )
 
 
 def resolve(
-    measurement: Measurement, catalog: Catalog, received_at: datetime, limits: Limits
+    measurement: Measurement, catalog: Catalog, received_at: datetime, limits: Limits,
+    subscription_at: SubscriptionAt | None = None,
 ) -> tuple[list[Fact], list[Problem]]:
+    """`subscription_at` (optional) answers like `catalog.subscription_at`, e.g. a SubscriptionIndex."""
     at = measurement.time or received_at
     problems = _time_problems(at, received_at, limits)
     customer = catalog.customer_for(measurement)
@@ -73,7 +122,8 @@ def resolve(
             problems.append((f"labels.{label}", f"required by meter {meter.name!r}"))
         if customer is not None and value is not None and not value_problems and not missing:
             facts.append(Fact(customer, meter, series_key(meter, measurement.labels), value, at, measurement))
-    if customer is not None and not problems and catalog.subscription_at(customer, at) is None:
+    covering = catalog.subscription_at if subscription_at is None else subscription_at
+    if customer is not None and not problems and covering(customer, at) is None:
         problems.append(("time", f"customer {customer!r} has no subscription covering {at.isoformat()}"))
     if problems:
         return [], problems
@@ -104,6 +154,6 @@ def _typed_value(measurement: Measurement, meter: Meter) -> tuple[Decimal | str 
         number = raw
     if meter.data_type == "INT" and number != number.to_integral_value():
         return None, [("value", f"must be a whole number for INT meter {meter.name!r}")]
-    if abs(number) >= Decimal(10) ** 26:
+    if abs(number) >= _TEN_POW_26:
         return None, [("value", "is too large (at most 26 integer digits)")]
     return number, []

@@ -41,8 +41,10 @@ class InvoiceStore:
         self._thread.start()
 
     def stop(self) -> None:
+        # Safe at any point, also when a stop arrives before start() ran.
         self._stopping.set()
-        self._thread.join(timeout=15)
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
         self._consumer.close()
 
     def _run(self) -> None:

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, MutableMapping
+from typing import Any, Callable, Iterator, MutableMapping
 
 from pydantic import ValidationError
 
@@ -29,7 +29,7 @@ from shared.trial import trial_end
 from shared.models import Measurement
 from shared.models.json_types import format_utc
 from shared.periods import period_containing
-from shared.resolution import Fact, Limits, resolve
+from shared.resolution import Fact, Limits, SubscriptionAt, resolve
 
 SEP = SEPARATOR.decode()
 
@@ -93,17 +93,33 @@ class Processor:
     series: MutableMapping[str, Any]  # series table key -> folding state (+ period bounds)
     seen: MutableMapping[str, Any]  # dedup key -> [first offset, event time iso]
     closed_through: Callable[[str, str], int]  # (customer, subscription key) -> next unclosed index
+    # Answers like catalog().subscription_at (e.g. shared.resolution.SubscriptionIndex); None: ask the catalog.
+    subscription_at: SubscriptionAt | None = None
 
     def process(self, records: list[Record]) -> BatchResult:
         result = BatchResult()
-        for record in records:
-            facts_or_reason = self._facts(record)
-            if isinstance(facts_or_reason, str):
-                result.dead_letters.append(DeadLetter(record, facts_or_reason))
-                continue
-            for fact in facts_or_reason:
-                self._apply(record, fact, result)
+        # Table writes of the batch are collected and written once per key at the end: a
+        # series hit by many records of the batch costs one table write (one changelog
+        # record) instead of one per record. Reads see the batch's own writes.
+        tables = (self.series, self.seen)
+        self.series, self.seen = _WriteBack(self.series), _WriteBack(self.seen)
+        try:
+            for record in records:
+                facts_or_reason = self._facts(record)
+                if isinstance(facts_or_reason, str):
+                    result.dead_letters.append(DeadLetter(record, facts_or_reason))
+                    continue
+                for fact in facts_or_reason:
+                    self._apply(record, fact, result)
+            for table in (self.series, self.seen):
+                assert isinstance(table, _WriteBack)
+                table.flush()
+        finally:
+            self.series, self.seen = tables
         return result
+
+    def _covering(self, catalog: Catalog, customer: str, at: datetime) -> Any:
+        return catalog.subscription_at(customer, at) if self.subscription_at is None else self.subscription_at(customer, at)
 
     def _facts(self, record: Record) -> list[Fact] | str:
         if record.value is None:
@@ -112,11 +128,11 @@ class Processor:
             measurement = Measurement.model_validate_json(record.value)
         except ValidationError as error:
             return "; ".join(f"{field}: {reason}" for field, reason in field_errors(error))
-        facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits)
+        facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits, self.subscription_at)
         if problems and any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems):
             # Another service may have just added the entity: catch up once, then judge.
             self.refresh_catalog()
-            facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits)
+            facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits, self.subscription_at)
         if problems:
             return "; ".join(f"{f}: {r}" for f, r in problems)
         customer = facts[0].customer_name
@@ -126,7 +142,7 @@ class Processor:
 
     def _apply(self, record: Record, fact: Fact, result: BatchResult) -> None:
         catalog = self.catalog()
-        subscription = catalog.subscription_at(fact.customer_name, fact.time)
+        subscription = self._covering(catalog, fact.customer_name, fact.time)
         assert subscription is not None  # resolve() refuses a fact no subscription covers
         plan = catalog.price_plans[subscription.price_plan_name]
         period = period_containing(subscription.start_time, plan.period, fact.time, subscription.end_time)
@@ -178,6 +194,41 @@ class Processor:
         current = result.max_event_time.get(record.partition)
         if current is None or fact.time > current:
             result.max_event_time[record.partition] = fact.time
+
+
+class _WriteBack(MutableMapping[str, Any]):
+    """A table seen through a batch: writes are kept here until `flush`, reads see them."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self.written: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.written:
+            return self.written[key]
+        return self.table.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.written:
+            return self.written[key]
+        return self.table[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.written[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        raise NotImplementedError("the processor never deletes")
+
+    def __iter__(self) -> Iterator[str]:
+        raise NotImplementedError("the processor never iterates a table")
+
+    def __len__(self) -> int:
+        raise NotImplementedError("the processor never sizes a table")
+
+    def flush(self) -> None:
+        for key, value in self.written.items():
+            self.table[key] = value
+        self.written.clear()
 
 
 def copy_timeline(timeline: Any) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from services.ingest.validation import BodyError, FieldError, judge, parse_body,
 from services.settings import Settings
 from shared.catalog import Catalog
 from shared.models import Measurement
-from shared.resolution import Fact, Limits
+from shared.models.measurement import measurement_json
+from shared.resolution import Fact, Limits, SubscriptionIndex
 
 log = logging.getLogger("metering.ingest")
 
@@ -70,6 +71,12 @@ def create_app(
         dedup_window=timedelta(days=settings.dedup_window_days),
     )
     api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+    # A view that counts its catalog changes (CatalogView.version) gets the per-customer
+    # subscription index; anything else is asked through Catalog.subscription_at.
+    subscription_at = (
+        SubscriptionIndex(lambda: view.catalog, lambda: int(getattr(view, "version")))
+        if isinstance(getattr(view, "version", None), int) else None
+    )
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -105,10 +112,10 @@ def create_app(
             if measurement is not None:
                 parsed.append(measurement)
         if not errors:
-            facts, errors = judge(parsed, view.catalog, received_at, limits)
+            facts, errors = judge(parsed, view.catalog, received_at, limits, subscription_at=subscription_at)
             if errors and any(e.field in ("customer_name", "meter_name", "event_name") for e in errors):
                 view.sync(5.0)  # a catalog change may be in flight; judge again once
-                facts, errors = judge(parsed, view.catalog, received_at, limits)
+                facts, errors = judge(parsed, view.catalog, received_at, limits, subscription_at=subscription_at)
         if errors:
             EVENTS.labels("rejected").inc(len(raw_items))
             for error in errors:
@@ -198,8 +205,12 @@ def _record(measurement: Measurement, facts: list[Fact], received_at: datetime) 
     # Normalised on the way in: the resolved customer and the effective time are
     # written into the record, so every later reader sees the same facts.
     customer = facts[0].customer_name
-    normalised = measurement.model_copy(update={"customer_name": customer, "time": measurement.time or received_at})
-    return customer.encode(), normalised.model_dump_json(exclude_none=True).encode()
+    at = measurement.time or received_at
+    try:
+        return customer.encode(), measurement_json(measurement, customer, at)
+    except (ValueError, OverflowError):  # e.g. a lone surrogate: let pydantic say what it says
+        normalised = measurement.model_copy(update={"customer_name": customer, "time": at})
+        return customer.encode(), normalised.model_dump_json(exclude_none=True).encode()
 
 
 def _respond(route: str, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from shared.catalog import Catalog
 from shared.errors import field_errors
 from shared.models import Measurement
-from shared.resolution import Fact, Limits, resolve
+from shared.resolution import Fact, Limits, SubscriptionAt, resolve
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,13 @@ def parse_measurement(raw: Any, index: int | None) -> tuple[Measurement | None, 
 
 
 def judge(
-    measurements: list[Measurement], catalog: Catalog, received_at: datetime, limits: Limits, offset: int = 0
+    measurements: list[Measurement], catalog: Catalog, received_at: datetime, limits: Limits, offset: int = 0,
+    subscription_at: SubscriptionAt | None = None,
 ) -> tuple[list[list[Fact]], list[FieldError]]:
     all_facts: list[list[Fact]] = []
     errors: list[FieldError] = []
     for index, measurement in enumerate(measurements):
-        facts, problems = resolve(measurement, catalog, received_at, limits)
+        facts, problems = resolve(measurement, catalog, received_at, limits, subscription_at)
         all_facts.append(facts)
         errors.extend(FieldError(index + offset, field, reason) for field, reason in problems)
     return all_facts, errors

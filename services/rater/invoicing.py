@@ -15,7 +15,7 @@ from shared.catalog import Catalog
 from shared.models import PricePlan, Subscription
 from shared.models.invoice import Invoice, InvoiceLine, PeriodTotals, invoice_id
 from shared.money import PRECISION, exact_arithmetic
-from shared.periods import period_at_index
+from shared.periods import Period, period_at_index
 from shared.rating import RatingInput, invoice_total, rate
 
 __all__ = ["PRECISION", "UnknownPlan", "immediate_invoice_for", "invoice_for", "subscription_for"]
@@ -54,7 +54,8 @@ def invoice_for(event: PeriodTotals, catalog: Catalog, ledger: Ledger, now: date
     if plan is None:
         raise UnknownPlan(event.price_plan_name)
     full = period_at_index(event.subscription_start, plan.period, event.period_index)
-    period = period_at_index(event.subscription_start, plan.period, event.period_index, event.period_end)
+    # = period_at_index(..., end_time=event.period_end): the same period, cut at the event's end.
+    period = full if full.end <= event.period_end else Period(full.start, event.period_end, full.index)
     lines = rate(
         RatingInput(
             plan=plan, period=period, full_period_seconds=full.seconds,

@@ -164,10 +164,20 @@ def test_a_second_worker_joining_and_leaving_keeps_totals_exact(stack: Stack, tm
             log = open(tmp_path / "second.log", "wb")
             second.append(subprocess.Popen([sys.executable, "-m", "services.cli", "aggregator"], env=env,
                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            time.sleep(12)  # join the group and take partitions
+            ready_url = f"http://127.0.0.1:{second_settings.aggregator_port}/readyz"
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # joined the group, recovered, took partitions
+                try:
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            else:
+                raise AssertionError("the second worker never became ready")
         if chunk == 4:
             os.killpg(second[0].pid, signal.SIGTERM)
-            assert second[0].wait(timeout=60) == 0
+            assert second[0].wait(timeout=120) == 0
         time.sleep(1)
 
     try:
