@@ -25,6 +25,10 @@ test: $(STAMP)
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Throughput, latency and memory on this machine (docs/benchmarks.md); BENCH_ARGS=--quick for a short run.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
 

@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared.metrics_labels import KNOWN_FIELDS
+
 EVENTS = Counter("metering_aggregator_events_total", "Measurement records by outcome", ["outcome"])
 DEDUP_HITS = Counter("metering_aggregator_dedup_hits_total", "Measurements dropped as duplicates of an earlier id")
 DEAD_LETTERS = Counter("metering_aggregator_dead_letters_total", "Records dead-lettered, by failing field", ["reason_field"])
@@ -20,3 +22,14 @@ INGEST_TO_STORED = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 PERIODS = Counter("metering_aggregator_period_events_total", "PeriodTotals emitted", ["reason"])
+
+# Every bounded label value exists from the first scrape (a 0, not a missing series).
+for _outcome in ("folded", "duplicate", "dead_lettered"):
+    EVENTS.labels(_outcome)
+for _table in ("measurements", "period_totals", "watermarks", "invoices"):
+    ROWS.labels(_table)
+    STORE_ERRORS.labels(_table)
+for _reason in ("closed", "late_usage"):
+    PERIODS.labels(_reason)
+for _field in sorted(KNOWN_FIELDS | {"other"}):
+    DEAD_LETTERS.labels(_field)

@@ -26,12 +26,14 @@ from shared.errors import field_errors
 from shared.folding import empty_state, fold
 from shared.timeline import empty_timeline, insert, is_order_dependent
 from shared.trial import trial_end
-from shared.models import Measurement
+from shared.models import Measurement, Subscription
+from shared.models.measurement import utc_text
 from shared.models.json_types import format_utc
-from shared.periods import period_containing
+from shared.periods import Period, period_containing
 from shared.resolution import Fact, Limits, SubscriptionAt, resolve
 
 SEP = SEPARATOR.decode()
+PERIOD_MEMO_SIZE = 10_000  # distinct (anchor, frequency, end) triples remembered by a Processor
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class Processor:
     closed_through: Callable[[str, str], int]  # (customer, subscription key) -> next unclosed index
     # Answers like catalog().subscription_at (e.g. shared.resolution.SubscriptionIndex); None: ask the catalog.
     subscription_at: SubscriptionAt | None = None
+    _periods: dict[Any, tuple[Period, str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def process(self, records: list[Record]) -> BatchResult:
         result = BatchResult()
@@ -117,6 +120,24 @@ class Processor:
         finally:
             self.series, self.seen = tables
         return result
+
+    def _period(self, subscription: Subscription, kind: str, at: datetime) -> tuple[Period, str, str]:
+        """period_containing(...) and its bounds as format_utc text, remembered per subscription.
+
+        A period found for the same anchor, frequency and end that contains `at` is the
+        one period_containing would compute (periods of one anchor do not overlap).
+        """
+        start = subscription.start_time
+        memo_key = (start, start.tzinfo, kind, subscription.end_time)
+        hit = self._periods.get(memo_key)
+        if hit is not None and hit[0].start <= at < hit[0].end:
+            return hit
+        period = period_containing(start, kind, at, subscription.end_time)
+        if len(self._periods) >= PERIOD_MEMO_SIZE:
+            self._periods.clear()
+        hit = (period, utc_text(period.start), utc_text(period.end))
+        self._periods[memo_key] = hit
+        return hit
 
     def _covering(self, catalog: Catalog, customer: str, at: datetime) -> Any:
         return catalog.subscription_at(customer, at) if self.subscription_at is None else self.subscription_at(customer, at)
@@ -145,7 +166,7 @@ class Processor:
         subscription = self._covering(catalog, fact.customer_name, fact.time)
         assert subscription is not None  # resolve() refuses a fact no subscription covers
         plan = catalog.price_plans[subscription.price_plan_name]
-        period = period_containing(subscription.start_time, plan.period, fact.time, subscription.end_time)
+        period, period_start_text, period_end_text = self._period(subscription, plan.period, fact.time)
         meter = fact.meter
         seen_key = dedup_key(fact.customer_name, meter.name, fact.measurement.id)
         first = self.seen.get(seen_key)
@@ -153,7 +174,7 @@ class Processor:
             result.duplicates += 1
             return
         if first is None:
-            self.seen[seen_key] = [record.offset, format_utc(fact.time)]
+            self.seen[seen_key] = [record.offset, utc_text(fact.time)]
         closed = self.closed_through(fact.customer_name, subscription.key)
         if is_order_dependent(meter):
             key = series_table_key(fact.customer_name, meter.name, fact.series, None)
@@ -167,12 +188,12 @@ class Processor:
             # next increment, the later ones too.
             late = range(period.index, closed)
         else:
-            key = series_table_key(fact.customer_name, meter.name, fact.series, period.start)
+            key = SEP.join([fact.customer_name, meter.name, fact.series, period_start_text])  # series_table_key
             ends = trial_end(subscription.start_time, plan.trial)
             if ends is not None and fact.time < ends:
                 key += TRIAL_SUFFIX
             state = self.series.get(key)
-            state = dict(state) if state is not None else {**empty_state(), "end": format_utc(period.end)}
+            state = dict(state) if state is not None else {**empty_state(), "end": period_end_text}
             applied = fold(state, meter, fact.value, record.offset)
             if applied:
                 self.series[key] = state

@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared.metrics_labels import field_label
+from shared.metrics_labels import KNOWN_FIELDS, field_label
 
 REQUESTS = Counter("metering_ingest_requests_total", "HTTP requests by route and status", ["route", "status"])
 EVENTS = Counter("metering_ingest_events_total", "Measurements by outcome", ["outcome"])
@@ -14,3 +14,13 @@ DELIVERY = Histogram(
 QUEUE = Gauge("metering_ingest_producer_queue_depth", "Records waiting in the producer queue")
 
 __all__ = ["DELIVERY", "EVENTS", "QUEUE", "REJECTIONS", "REQUESTS", "field_label"]
+
+# Every bounded label value exists from the first scrape, so rates and alerts see a 0
+# rather than no series at all.
+for _outcome in ("accepted", "rejected", "unavailable"):
+    EVENTS.labels(_outcome)
+for _route in ("batch", "one"):
+    for _status in ("202", "400", "413", "503"):
+        REQUESTS.labels(_route, _status)
+for _field in sorted(KNOWN_FIELDS | {"other"}):
+    REJECTIONS.labels(_field)

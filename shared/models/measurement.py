@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, StrictBool, StrictStr, model_validator
 
 from shared.models.base import ClosedModel
-from shared.models.json_types import UtcDateTime, _iso_utc
+from shared.models.json_types import UtcDateTime
 from shared.money import decimal_text
 
 
@@ -95,10 +95,31 @@ def measurement_json(measurement: Measurement, customer_name: str, at: datetime)
         out["event_name"] = measurement.event_name
     out["customer_name"] = customer_name
     out["value"] = _value_out(measurement.value)
-    out["time"] = _iso_utc(at)
+    out["time"] = _utc_text(at)
     out["labels"] = measurement.labels
     out["reset_total"] = measurement.reset_total
     return _ENCODER.encode(out).encode()
+
+
+def utc_text(value: datetime) -> str:
+    """Exactly json_types.format_utc (RFC 3339 in UTC, Z, microseconds only when present).
+
+    Built with f-strings instead of strftime: the pipeline formats an instant per record.
+    Raises OverflowError where format_utc does (an instant outside UTC's range).
+    """
+    v = value.astimezone(timezone.utc)
+    text = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+    if v.microsecond:
+        text += f".{v.microsecond:06d}"
+    return text + "Z"
+
+
+def _utc_text(value: datetime) -> str:
+    """json_types._iso_utc: utc_text, or the instant with its own offset outside UTC's range."""
+    try:
+        return utc_text(value)
+    except OverflowError:
+        return value.isoformat()
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)

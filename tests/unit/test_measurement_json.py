@@ -63,3 +63,19 @@ def test_same_bytes_for_any_measurement(
         return  # not a measurement: never encoded
     at = datetime(2020, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds, microseconds=micros)
     assert measurement_json(m, customer, at) == pydantic_bytes(m, customer, at)
+
+
+@settings(max_examples=300, deadline=None)
+@given(at=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)),
+                                                   timezone(timedelta(hours=-8))])))
+def test_utc_text_is_format_utc(at: datetime) -> None:
+    from shared.models.json_types import format_utc
+    from shared.models.measurement import utc_text
+
+    try:
+        expected = format_utc(at)
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            utc_text(at)
+        return
+    assert utc_text(at) == expected
