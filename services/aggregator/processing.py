@@ -217,6 +217,9 @@ class Processor:
             result.max_event_time[record.partition] = fact.time
 
 
+_DELETED = object()  # a deletion waiting for flush()
+
+
 class _WriteBack(MutableMapping[str, Any]):
     """A table seen through a batch: writes are kept here until `flush`, reads see them."""
 
@@ -226,29 +229,48 @@ class _WriteBack(MutableMapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         if key in self.written:
-            return self.written[key]
+            value = self.written[key]
+            return default if value is _DELETED else value
         return self.table.get(key, default)
 
     def __getitem__(self, key: str) -> Any:
         if key in self.written:
-            return self.written[key]
+            value = self.written[key]
+            if value is _DELETED:
+                raise KeyError(key)
+            return value
         return self.table[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.written[key] = value
 
     def __delitem__(self, key: str) -> None:
-        raise NotImplementedError("the processor never deletes")
+        if key not in self:
+            raise KeyError(key)
+        self.written[key] = _DELETED
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.written:
+            return self.written[key] is not _DELETED
+        return key in self.table
 
     def __iter__(self) -> Iterator[str]:
-        raise NotImplementedError("the processor never iterates a table")
+        for key in self.table:
+            if self.written.get(key) is not _DELETED:
+                yield key
+        for key, value in self.written.items():
+            if key not in self.table and value is not _DELETED:
+                yield key
 
     def __len__(self) -> int:
-        raise NotImplementedError("the processor never sizes a table")
+        return sum(1 for _ in self)
 
     def flush(self) -> None:
         for key, value in self.written.items():
-            self.table[key] = value
+            if value is _DELETED:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
         self.written.clear()
 
 
