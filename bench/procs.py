@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,18 @@ class CpuMeter:
     pids: dict[str, int]
 
     def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         self._wall = time.monotonic()
+
+    def reset_at(self, wall_clock: float) -> threading.Timer:
+        """Start the window at `wall_clock` (time.time()), e.g. when the clients start."""
+        timer = threading.Timer(max(wall_clock - time.time(), 0.0), self.reset)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def cores(self) -> dict[str, float]:
         wall = max(time.monotonic() - self._wall, 1e-9)

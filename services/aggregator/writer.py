@@ -37,6 +37,19 @@ class StoreWriter:
         self._client = client
         self._lock = threading.Lock()
         self._attempts = attempts
+        # Column types per (table, columns), learned from the first insert: later inserts
+        # skip the DESCRIBE query clickhouse-connect otherwise runs before every insert.
+        self._types: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def _insert(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+        key = (table, tuple(columns))
+        types = self._types.get(key)
+        if types is None:
+            context = self._client.create_insert_context(table, column_names=columns, data=rows)
+            self._client.insert(context=context)
+            self._types[key] = context.column_types
+        else:
+            self._client.insert(table, rows, column_names=columns, column_types=types)
 
     def _retrying(self, table: str, rows: int, action: Callable[[], T]) -> T:
         delay = 0.2
@@ -57,19 +70,19 @@ class StoreWriter:
 
     def write_raw(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying("measurements", len(rows), lambda: self._client.insert("measurements", rows, column_names=RAW_COLUMNS))
+            self._retrying("measurements", len(rows), lambda: self._insert("measurements", rows, RAW_COLUMNS))
 
     def write_totals(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying("period_totals", len(rows), lambda: self._client.insert("period_totals", rows, column_names=TOTAL_COLUMNS))
+            self._retrying("period_totals", len(rows), lambda: self._insert("period_totals", rows, TOTAL_COLUMNS))
 
     def write_watermarks(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying("watermarks", len(rows), lambda: self._client.insert("watermarks", rows, column_names=WATERMARK_COLUMNS))
+            self._retrying("watermarks", len(rows), lambda: self._insert("watermarks", rows, WATERMARK_COLUMNS))
 
     def write_invoices(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying("invoices", len(rows), lambda: self._client.insert("invoices", rows, column_names=INVOICE_COLUMNS))
+            self._retrying("invoices", len(rows), lambda: self._insert("invoices", rows, INVOICE_COLUMNS))
 
     def read(self, query: Callable[[Client], T]) -> T:
         """Run a read on the store this process owns (the embedded engine has one owner)."""

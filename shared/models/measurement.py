@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.encoder
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -84,21 +85,23 @@ def measurement_json(measurement: Measurement, customer_name: str, at: datetime)
     """`measurement` with `customer_name` and `time` set, as `model_dump_json(exclude_none=True)`.
 
     The same bytes (field order, None fields left out, value as decimal text, time as
-    RFC 3339 UTC, compact separators, non-ASCII as UTF-8, the same escapes) without
-    building a model copy: the ingest service writes one per accepted measurement.
-    tests/unit/test_measurement_json.py holds it to pydantic's output.
+    RFC 3339 UTC, compact separators, non-ASCII as UTF-8, json's string escapes, which
+    are pydantic's) without building a model copy: the ingest service writes one per
+    accepted measurement. tests/unit/test_measurement_json.py holds it to pydantic's output.
     """
-    out: dict[str, Any] = {"id": measurement.id}
+    parts = ['{"id":', _quote(measurement.id)]
     if measurement.meter_name is not None:
-        out["meter_name"] = measurement.meter_name
+        parts += [',"meter_name":', _quote(measurement.meter_name)]
     if measurement.event_name is not None:
-        out["event_name"] = measurement.event_name
-    out["customer_name"] = customer_name
-    out["value"] = _value_out(measurement.value)
-    out["time"] = _utc_text(at)
-    out["labels"] = measurement.labels
-    out["reset_total"] = measurement.reset_total
-    return _ENCODER.encode(out).encode()
+        parts += [',"event_name":', _quote(measurement.event_name)]
+    parts += [
+        ',"customer_name":', _quote(customer_name),
+        ',"value":', _quote(_value_out(measurement.value)),
+        ',"time":', _quote(_utc_text(at)),
+        ',"labels":{', ",".join(_quote(k) + ":" + _quote(v) for k, v in measurement.labels.items()),
+        '},"reset_total":', "true" if measurement.reset_total else "false", "}",
+    ]
+    return "".join(parts).encode()
 
 
 def utc_text(value: datetime) -> str:
@@ -122,4 +125,5 @@ def _utc_text(value: datetime) -> str:
         return value.isoformat()
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# The string encoder json.dumps(ensure_ascii=False) uses (its C version where available).
+_quote = json.encoder.encode_basestring
