@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +30,7 @@ import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench import ceiling as ceiling_mod
+from bench import stream_ceiling
 from bench.catalog import METERS, PLAN_NAME, customer_name, publish_bench_catalog
 from bench.load import ClientPlan, percentile, run_clients
 from bench.pipeline import IngestOnlyStack, LagReader, auth, bench_settings, store_totals, wait_accepted
@@ -51,6 +52,7 @@ log = logging.getLogger("bench")
 @dataclass(frozen=True)
 class Sizes:
     ceiling_messages: int
+    stream_messages: int  # the Faust consume ceiling
     ingest_seconds: float
     ingest_clients: int
     ingest_concurrency: int
@@ -61,13 +63,16 @@ class Sizes:
     big_customers: int  # memory and rating
 
 
+# The offered 10k/s load and the sustained run are sized so that the whole run ends in
+# well under an hour here, where the aggregator folds well below 10k events/s (see
+# docs/benchmarks.md); --latency-seconds / --sustained-events make them longer.
 FULL = Sizes(
-    ceiling_messages=1_000_000, ingest_seconds=20.0, ingest_clients=2, ingest_concurrency=4,
-    e2e_customers=1_000, latency_rate=10_000, latency_seconds=30.0, sustained_events=1_000_000,
+    ceiling_messages=1_000_000, stream_messages=100_000, ingest_seconds=20.0, ingest_clients=2, ingest_concurrency=4,
+    e2e_customers=1_000, latency_rate=10_000, latency_seconds=10.0, sustained_events=200_000,
     big_customers=100_000,
 )
 QUICK = Sizes(
-    ceiling_messages=100_000, ingest_seconds=4.0, ingest_clients=2, ingest_concurrency=4,
+    ceiling_messages=100_000, stream_messages=20_000, ingest_seconds=4.0, ingest_clients=2, ingest_concurrency=4,
     e2e_customers=100, latency_rate=10_000, latency_seconds=5.0, sustained_events=60_000,
     big_customers=2_000,
 )
@@ -129,6 +134,10 @@ class Bench:
         result = ceiling_mod.measure(self.bootstrap, self.sizes.ceiling_messages, partitions=4)
         self.results["ceiling"] = result.__dict__
         log.info("ceiling: produce %.0f/s, consume %.0f/s", result.produce_per_s, result.consume_per_s)
+        # What the stream framework itself can consume: the aggregator can fold no faster.
+        stream = stream_ceiling.measure(self.bootstrap, self.sizes.stream_messages, partitions=4)
+        self.results["stream_ceiling"] = stream
+        log.info("stream ceiling: %s", stream)
 
     def ingest(self) -> None:
         sizes = self.sizes
@@ -545,6 +554,8 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
     produce, consume = c.get("produce_per_s"), c.get("consume_per_s")
     both = min(produce, consume) if produce and consume else None
     i, lat, e, m, r = (results.get(k, {}) for k in ("ingest", "latency", "e2e", "memory", "rating"))
+    stream = results.get("stream_ceiling", {})
+    stream_rate = stream.get("per_s")
 
     def ratio(value: float | None, ceiling: float | None) -> float | None:
         return value / ceiling if value and ceiling else None
@@ -554,6 +565,9 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         Row("ceiling", "Ceiling: raw produce (~150 B records)", produce, "msg/s", None, None, None,
             f"{c.get('messages', 0):,} records, acks=all, lz4"),
         Row("ceiling_consume", "Ceiling: raw consume", consume, "msg/s", None, None, None, "4 partitions"),
+        Row("ceiling_stream", "Ceiling: Faust stream consume, no work", stream_rate, "msg/s",
+            ratio(stream_rate, consume), None, None,
+            f"{stream.get('records', 0):,} records, take_events(2000), {stream.get('cpu_cores', 0):.2f} cores"),
         Row("ingest", "Ingest: HTTP accepted (batches of 1,000)", i.get("events_per_s"), "events/s",
             ratio(i.get("events_per_s"), produce), 100_000, ">=",
             f"{i.get('clients')}x{i.get('concurrency_per_client')} clients, client CPU "
@@ -562,7 +576,8 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         Row("ingest_p99", "Ingest: request latency p99", i.get("p99_ms"), "ms", None, None, None, "per batch of 1,000"),
         Row("e2e", "End to end: sustained HTTP -> queryable", e.get("events_per_s"), "events/s",
             ratio(e.get("events_per_s"), both), 50_000, ">=",
-            f"{e.get('accepted_events', 0):,} events, {e.get('customers', 0):,} customers"
+            f"{e.get('accepted_events', 0):,} events, {e.get('customers', 0):,} customers, "
+            f"{_fmt(ratio(e.get('events_per_s'), stream_rate))} x Faust ceiling"
             + ("" if e.get("drained", True) else f"; NOT drained in {e.get('seconds', 0):.0f} s (folded so far)")),
         Row("e2e_p50", "End to end: event-to-queryable p50 @10k/s", lat.get("p50_s"), "s", None, None, None,
             f"{lat.get('batches', 0)} probes, polled every 25 ms"),
@@ -591,6 +606,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--profile", type=Path, default=None, help="record py-spy profiles into this folder")
     parser.add_argument("--keep", action="store_true", help="keep the data folder (.metering/bench/RUN)")
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for one drain, in seconds")
+    parser.add_argument("--latency-seconds", type=float, default=None, help="override: seconds of offered 10k/s load")
+    parser.add_argument("--sustained-events", type=int, default=None, help="override: events of the sustained run")
+    parser.add_argument("--big-customers", type=int, default=None, help="override: customers of memory and rating")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "services", "metering"):
@@ -600,6 +618,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     sizes = QUICK if args.quick else FULL
+    overrides = {"latency_seconds": args.latency_seconds, "sustained_events": args.sustained_events,
+                 "big_customers": args.big_customers}
+    sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:4]
     root = ROOT / ".metering" / "bench" / run_id
     bench = Bench(sizes, root, args.profile, args.timeout)

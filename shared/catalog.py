@@ -30,6 +30,17 @@ class Catalog:
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     _by_mapping: dict[tuple[str, str], str] = field(default_factory=dict)
     _by_event: dict[str, list[Meter]] = field(default_factory=dict)
+    # customer -> {subscription key: subscription}: "whose subscriptions" is asked per
+    # measurement and per close, so it must not cost O(all subscriptions).
+    _by_customer: dict[str, dict[str, Subscription]] = field(default_factory=dict, compare=False, repr=False)
+    # Grows with every put/delete, so a reader holding derived state (a close schedule)
+    # can tell the catalog changed without comparing it.
+    revision: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.subscriptions and not self._by_customer:
+            for key, sub in self.subscriptions.items():
+                self._by_customer.setdefault(sub.customer_name, {})[key] = sub
 
     # ---- keeping it current ------------------------------------------------
 
@@ -45,14 +56,29 @@ class Catalog:
         elif isinstance(entity, PricePlan):
             self.price_plans[entity.name] = entity
         else:
+            self._unindex_subscription(entity.key)
             self.subscriptions[entity.key] = entity
+            self._by_customer.setdefault(entity.customer_name, {})[entity.key] = entity
+        self.revision += 1
 
     def delete(self, kind: str, key: str) -> None:
         if kind == "customers":
             self._unindex_customer(key)
+        elif kind == "subscriptions":
+            self._unindex_subscription(key)
         getattr(self, kind).pop(key, None)
         if kind == "meters":
             self._reindex_events()
+        self.revision += 1
+
+    def _unindex_subscription(self, key: str) -> None:
+        old = self.subscriptions.get(key)
+        if old is None:
+            return
+        own = self._by_customer.get(old.customer_name, {})
+        own.pop(key, None)
+        if not own:
+            self._by_customer.pop(old.customer_name, None)
 
     def _unindex_customer(self, name: str) -> None:
         old = self.customers.get(name)
@@ -77,6 +103,7 @@ class Catalog:
             customers=dict(self.customers), meters=dict(self.meters), price_plans=dict(self.price_plans),
             subscriptions=dict(self.subscriptions), _by_mapping=dict(self._by_mapping),
             _by_event={k: list(v) for k, v in self._by_event.items()},
+            _by_customer={k: dict(v) for k, v in self._by_customer.items()},
         )
 
     # ---- questions ---------------------------------------------------------
@@ -103,7 +130,8 @@ class Catalog:
         ]
 
     def subscriptions_of(self, customer_name: str) -> list[Subscription]:
-        found = [s for s in self.subscriptions.values() if s.customer_name == customer_name]
+        # list() copies in one step: the catalog view's thread may be applying records.
+        found = list(self._by_customer.get(customer_name, {}).values())
         return sorted(found, key=lambda s: s.start_time)
 
     def subscription_at(self, customer_name: str, at: datetime) -> Subscription | None:

@@ -10,6 +10,7 @@ the next tick re-emits its totals so the rater can issue a correction.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, MutableMapping
@@ -18,6 +19,7 @@ from services.aggregator.processing import SEP
 from services.aggregator.quantities import totals_with_trial
 from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog
+from shared.models import PricePlan, Subscription
 from shared.models.invoice import PeriodTotals
 from shared.periods import Period, period_at_index
 from shared.trial import trial_end
@@ -68,6 +70,17 @@ class SeriesIndex:
 
 @dataclass
 class Closer:
+    """Emits PeriodTotals as watermarks pass period ends (and again for late usage).
+
+    A tick must not cost O(subscriptions): it runs every half second and a catalog can
+    hold hundreds of thousands. So each subscription sits in its partition's heap under
+    the instant its next period may close (period end + grace), and a tick pops only the
+    entries the partition's watermark has passed. The heap is a schedule, never the
+    truth: a popped entry is judged against the current catalog and close marks (which
+    only move forward), so an entry that is early or stale costs one look, never a
+    wrong close. Late usage is looked at for the customers `mark_late` named.
+    """
+
     catalog: Callable[[], Catalog]
     series: MutableMapping[str, Any]
     marks: MutableMapping[str, Any]  # customer -> {"closed": {sub: next index}, "late": [[sub, index]]}
@@ -76,6 +89,9 @@ class Closer:
     grace: timedelta
     partitions: int
     started: datetime
+    _schedule: "_Schedule | None" = field(default=None, init=False, repr=False)
+    _late: set[str] = field(default_factory=set, init=False, repr=False)
+    _owned: frozenset[int] = field(default=frozenset(), init=False, repr=False)
 
     def closed_through(self, customer: str, subscription_key: str) -> int:
         mark = self.marks.get(customer)
@@ -88,39 +104,86 @@ class Closer:
         if [subscription_key, index] not in mark["late"]:
             mark["late"].append([subscription_key, index])
             self.marks[customer] = mark
+        self._late.add(customer)
 
     def tick(self, owned: set[int], now: datetime) -> list[PeriodTotals]:
         catalog = self.catalog()
+        schedule = self._current_schedule(catalog)
+        if owned - self._owned:
+            # Partitions just taken over may carry late marks written by their last owner.
+            self._late.update(
+                customer for customer, mark in list(self.marks.items())
+                if mark and mark.get("late") and customer_partition(customer, self.partitions) in owned
+            )
+        self._owned = frozenset(owned)
+        watermarks = {p: self.watermarks.watermark(p, now, self.started) for p in owned}
         out: list[PeriodTotals] = []
-        for subscription in list(catalog.subscriptions.values()):
-            customer = subscription.customer_name
-            partition = customer_partition(customer, self.partitions)
-            if partition not in owned:
+        for partition, watermark in watermarks.items():
+            if watermark is None:
                 continue
-            plan = catalog.price_plans.get(subscription.price_plan_name)
-            watermark = self.watermarks.watermark(partition, now, self.started)
-            if plan is None or watermark is None:
+            for subscription in schedule.pop_due(partition, watermark, catalog):
+                out.extend(self._advance(catalog, subscription, watermark))
+                schedule.push(subscription, self._next_due(catalog, subscription))
+        for customer in list(self._late):
+            watermark = watermarks.get(customer_partition(customer, self.partitions))
+            if watermark is None:
+                continue  # not ours (any more), or no watermark yet: keep it for later
+            self._late.discard(customer)
+            for subscription in catalog.subscriptions_of(customer):
+                out.extend(self._advance(catalog, subscription, watermark))
+        return out
+
+    def _current_schedule(self, catalog: Catalog) -> "_Schedule":
+        schedule = self._schedule
+        if schedule is None or schedule.plans != catalog.price_plans or schedule.catalog is not catalog:
+            # A plan's period or a new catalog changes every due time: start over.
+            schedule = _Schedule(catalog, dict(catalog.price_plans), self.partitions)
+            self._schedule = schedule
+            schedule.revision = -1
+        if schedule.revision != catalog.revision:
+            schedule.revision = catalog.revision  # read first: a change meanwhile is seen next tick
+            for subscription in schedule.changed(catalog):
+                schedule.push(subscription, self._next_due(catalog, subscription))
+        return schedule
+
+    def _next_due(self, catalog: Catalog, subscription: Subscription) -> datetime | None:
+        """When the subscription's next unclosed period may close; None: never again."""
+        plan = catalog.price_plans.get(subscription.price_plan_name)
+        if plan is None:
+            return None  # a plan that appears later changes the plans: a new schedule
+        index = self.closed_through(subscription.customer_name, subscription.key)
+        period = period_at_index(subscription.start_time, plan.period, index, subscription.end_time)
+        if period.start >= period.end:
+            return None
+        return period.end + self.grace
+
+    def _advance(self, catalog: Catalog, subscription: Subscription, watermark: datetime) -> list[PeriodTotals]:
+        """Close every period of the subscription the watermark has passed; re-emit late ones."""
+        plan = catalog.price_plans.get(subscription.price_plan_name)
+        if plan is None:
+            return []
+        customer = subscription.customer_name
+        out: list[PeriodTotals] = []
+        mark = _copy(self.marks.get(customer))
+        next_index = int(mark["closed"].get(subscription.key, 0))
+        changed = False
+        while True:
+            period = period_at_index(subscription.start_time, plan.period, next_index, subscription.end_time)
+            if period.start >= period.end or period.end + self.grace > watermark:
+                break
+            out.append(self._totals(subscription.key, subscription.start_time, plan.name, customer, period, "closed", watermark))
+            next_index += 1
+            changed = True
+        for sub_key, index in mark["late"]:
+            if sub_key != subscription.key or index >= next_index:
                 continue
-            mark = _copy(self.marks.get(customer))
-            next_index = int(mark["closed"].get(subscription.key, 0))
-            changed = False
-            while True:
-                period = period_at_index(subscription.start_time, plan.period, next_index, subscription.end_time)
-                if period.start >= period.end or period.end + self.grace > watermark:
-                    break
-                out.append(self._totals(subscription.key, subscription.start_time, plan.name, customer, period, "closed", watermark))
-                next_index += 1
-                changed = True
-            for sub_key, index in mark["late"]:
-                if sub_key != subscription.key or index >= next_index:
-                    continue
-                period = period_at_index(subscription.start_time, plan.period, index, subscription.end_time)
-                out.append(self._totals(sub_key, subscription.start_time, plan.name, customer, period, "late_usage", watermark))
-                changed = True
-            if changed:
-                mark["closed"][subscription.key] = next_index
-                mark["late"] = [pair for pair in mark["late"] if pair[0] != subscription.key]
-                self.marks[customer] = mark
+            period = period_at_index(subscription.start_time, plan.period, index, subscription.end_time)
+            out.append(self._totals(sub_key, subscription.start_time, plan.name, customer, period, "late_usage", watermark))
+            changed = True
+        if changed:
+            mark["closed"][subscription.key] = next_index
+            mark["late"] = [pair for pair in mark["late"] if pair[0] != subscription.key]
+            self.marks[customer] = mark
         return out
 
     def _totals(
@@ -138,6 +201,44 @@ class Closer:
             totals=totals, trial_totals=in_trial, reason=reason,
             watermark=watermark,
         )
+
+
+@dataclass
+class _Schedule:
+    """Per partition, a heap of (due instant, sequence, subscription) for one catalog."""
+
+    catalog: Catalog
+    plans: dict[str, PricePlan]
+    partitions: int
+    revision: int = -1
+    heaps: dict[int, list[tuple[datetime, int, Subscription]]] = field(default_factory=dict)
+    # The subscription objects scheduled, by key: a catalog change is found by identity.
+    known: dict[str, Subscription] = field(default_factory=dict)
+    sequence: int = 0
+
+    def changed(self, catalog: Catalog) -> list[Subscription]:
+        """Subscriptions added or replaced since the last look (removed ones lapse on pop)."""
+        current = dict(catalog.subscriptions)  # one atomic copy; the view's thread may write
+        fresh = [sub for key, sub in current.items() if self.known.get(key) is not sub]
+        self.known = current
+        return fresh
+
+    def push(self, subscription: Subscription, due: datetime | None) -> None:
+        if due is None:
+            return
+        self.sequence += 1
+        heap = self.heaps.setdefault(customer_partition(subscription.customer_name, self.partitions), [])
+        heapq.heappush(heap, (due, self.sequence, subscription))
+
+    def pop_due(self, partition: int, watermark: datetime, catalog: Catalog) -> list[Subscription]:
+        heap = self.heaps.get(partition, [])
+        due: list[Subscription] = []
+        while heap and heap[0][0] <= watermark:
+            _, _, subscription = heapq.heappop(heap)
+            # A replaced or deleted subscription's entry lapses (its successor has its own).
+            if catalog.subscriptions.get(subscription.key) is subscription:
+                due.append(subscription)
+        return due
 
 
 def _copy(mark: Any) -> dict[str, Any]:

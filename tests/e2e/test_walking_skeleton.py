@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -115,6 +116,10 @@ def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeli
             params={"meter_name": "api_calls", "start_time": start.isoformat(), "end_time": end.isoformat()},
         ).json()["data"]
         assert len(daily) > 20 and sum(Decimal(row["value"]) for row in daily) == Decimal(150000)
+
+    # The aggregator keeps Faust's folder in its data folder, never in the working directory.
+    assert (settings.data_dir / "faust").is_dir()
+    assert not list(Path.cwd().glob(f"{settings.consumer_group_prefix}-aggregator-data"))
 
 
 def test_ingest_requires_the_api_key_and_names_bad_fields(pipeline_settings: Settings) -> None:

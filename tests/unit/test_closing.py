@@ -183,3 +183,117 @@ def test_a_label_value_containing_the_key_separator_does_not_break_a_close() -> 
     assert h.tick_at(utc(2026, 2, 2)) == [
         ("closed", 0, utc(2026, 1, 1), utc(2026, 2, 1), {"api_calls": {"zone=a\x1fb": Decimal(2)}})
     ]
+
+
+# ---- The close schedule: a tick touches only what is due --------------------------
+
+
+def many_customers_catalog(count: int) -> Catalog:
+    catalog, problems = parse_catalog({
+        "meters": [{"name": "api_calls"}],
+        "price_plans": [{"name": "basic", "period": "monthly", "metered_components": []}],
+        "customers": [{"name": f"c{i}"} for i in range(count)],
+        "subscriptions": [
+            {"customer_name": f"c{i}", "price_plan_name": "basic", "start_time": "2026-01-01T00:00:00Z"}
+            for i in range(count)
+        ],
+    })
+    assert problems == []
+    return catalog
+
+
+def count_period_lookups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from services.aggregator import closing
+
+    calls = [0]
+    real = closing.period_at_index
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(closing, "period_at_index", counting)
+    return calls
+
+
+def test_a_tick_with_nothing_due_does_not_walk_the_subscriptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(many_customers_catalog(2_000))
+    calls = count_period_lookups(monkeypatch)
+    assert h.tick_at(utc(2026, 1, 20)) == []
+    assert calls[0] == 2_000  # the schedule is built once
+    calls[0] = 0
+    for day in range(21, 32):
+        assert h.tick_at(utc(2026, 1, day)) == []
+    assert calls[0] == 0
+    closed = h.tick_at(utc(2026, 2, 2))
+    assert sorted(e[1] for e in closed) == [0] * 2_000
+    # each closes one period and looks up the next one (twice: close loop, reschedule)
+    calls[0] = 0
+    assert h.tick_at(utc(2026, 2, 3)) == []
+    assert calls[0] == 0
+
+
+def test_a_subscription_added_after_the_first_tick_closes_on_time() -> None:
+    catalog = make_catalog()
+    h = Harness(catalog)
+    assert h.tick_at(utc(2026, 1, 10)) == []
+    extra, _ = parse_catalog({
+        "customers": [{"name": "acme"}],
+        "subscriptions": [{"customer_name": "acme", "price_plan_name": "basic", "start_time": "2026-03-01T00:00:00Z"}],
+    })
+    catalog.put(next(iter(extra.subscriptions.values())))
+    closed = h.tick_at(utc(2026, 4, 2))
+    assert [(e[1], e[2]) for e in closed] == [
+        (0, utc(2026, 1, 1)), (1, utc(2026, 2, 1)), (2, utc(2026, 3, 1)), (0, utc(2026, 3, 1)),
+    ]
+
+
+def test_a_replaced_subscription_closes_by_its_new_end() -> None:
+    catalog = make_catalog()
+    h = Harness(catalog)
+    assert h.tick_at(utc(2026, 1, 10)) == []
+    ended = make_catalog(end_time="2026-01-15T00:00:00Z")
+    catalog.put(ended.subscriptions[SUB])
+    assert [(e[1], e[3]) for e in h.tick_at(utc(2026, 1, 16))] == [(0, utc(2026, 1, 15))]
+    assert h.tick_at(utc(2026, 5, 1)) == []
+
+
+def test_a_deleted_subscription_never_closes() -> None:
+    catalog = make_catalog()
+    h = Harness(catalog)
+    assert h.tick_at(utc(2026, 1, 10)) == []
+    catalog.delete("subscriptions", SUB)
+    assert h.tick_at(utc(2026, 3, 1)) == []
+
+
+def test_a_plan_period_change_reschedules_its_subscriptions() -> None:
+    catalog = make_catalog()
+    h = Harness(catalog)
+    assert h.tick_at(utc(2026, 1, 10)) == []
+    plan = catalog.price_plans["basic"].model_copy(update={"period": "quarterly"})
+    catalog.put(plan)
+    assert h.tick_at(utc(2026, 2, 2)) == []  # a monthly close would have come here
+    assert [(e[1], e[3]) for e in h.tick_at(utc(2026, 4, 2))] == [(0, utc(2026, 4, 1))]
+
+
+def test_late_marks_left_by_a_previous_owner_are_emitted_after_a_takeover() -> None:
+    h = Harness(partitions=8)
+    acme = customer_partition("acme", 8)
+    h.usage(utc(2026, 1, 1), utc(2026, 2, 1), 5)
+    # Written by the worker that owned the partition before: January closed, then late.
+    h.closer.marks["acme"] = {"closed": {SUB: 1}, "late": [[SUB, 0]]}
+    h.watermarks.observe(acme, utc(2026, 2, 10), utc(2026, 2, 10))
+    others = {p for p in range(8) if p != acme}
+    assert h.closer.tick(others, utc(2026, 2, 10)) == []
+    events = h.closer.tick(others | {acme}, utc(2026, 2, 10))
+    assert [(e.reason, e.period_index) for e in events] == [("late_usage", 0)]
+    assert h.closer.tick(others | {acme}, utc(2026, 2, 10)) == []
+
+
+def test_a_close_mark_recovered_ahead_of_the_schedule_is_respected() -> None:
+    h = Harness()
+    assert h.tick_at(utc(2026, 1, 10)) == []  # scheduled for February 1 + grace
+    h.closer.marks["acme"] = {"closed": {SUB: 2}, "late": []}  # e.g. restored from the changelog
+    assert h.tick_at(utc(2026, 2, 10)) == []
+    assert h.tick_at(utc(2026, 3, 2)) == []  # March 1 closed period 1: already done
+    assert [e[1] for e in h.tick_at(utc(2026, 4, 2))] == [2]
