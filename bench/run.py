@@ -58,6 +58,8 @@ class Sizes:
     ingest_concurrency: int
     e2e_customers: int
     latency_rate: int
+    low_rate: int  # a load below the pipeline's capacity: the latency floor
+    low_seconds: float
     latency_seconds: float
     sustained_events: int
     big_customers: int  # memory and rating
@@ -68,12 +70,12 @@ class Sizes:
 # docs/benchmarks.md); --latency-seconds / --sustained-events make them longer.
 FULL = Sizes(
     ceiling_messages=1_000_000, stream_messages=100_000, ingest_seconds=20.0, ingest_clients=2, ingest_concurrency=4,
-    e2e_customers=1_000, latency_rate=10_000, latency_seconds=10.0, sustained_events=200_000,
+    e2e_customers=1_000, latency_rate=10_000, low_rate=500, low_seconds=30.0, latency_seconds=10.0, sustained_events=200_000,
     big_customers=100_000,
 )
 QUICK = Sizes(
     ceiling_messages=100_000, stream_messages=20_000, ingest_seconds=4.0, ingest_clients=2, ingest_concurrency=4,
-    e2e_customers=100, latency_rate=10_000, latency_seconds=5.0, sustained_events=60_000,
+    e2e_customers=100, latency_rate=10_000, low_rate=500, low_seconds=6.0, latency_seconds=5.0, sustained_events=60_000,
     big_customers=2_000,
 )
 BATCH = 1_000
@@ -211,6 +213,12 @@ class Bench:
                 if lag.wait_zero(120) is None:
                     raise RuntimeError("aggregator never caught up before the latency phase")
                 expected: dict[str, int] = {customers[-1]: 0, probe: 0}
+                # -- a load the pipeline keeps up with: the latency floor of the design
+                low = asyncio.run(fixed_load(stack, customers, probe, sizes.low_rate, sizes.low_seconds,
+                                             expected, self.timeout))
+                low["caught_up"] = lag.wait_zero(self.timeout) is not None
+                self.results["latency_low"] = low
+                log.info("latency at %d/s: %s", sizes.low_rate, low)
                 # -- fixed offered load: event-to-queryable latency
                 cpu = CpuMeter(pids)
                 self.start_profiling("latency", {"aggregator": pids["aggregator"]}, sizes.latency_seconds)
@@ -554,6 +562,7 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
     produce, consume = c.get("produce_per_s"), c.get("consume_per_s")
     both = min(produce, consume) if produce and consume else None
     i, lat, e, m, r = (results.get(k, {}) for k in ("ingest", "latency", "e2e", "memory", "rating"))
+    low = results.get("latency_low", {})
     stream = results.get("stream_ceiling", {})
     stream_rate = stream.get("per_s")
 
@@ -583,6 +592,10 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
             f"{lat.get('batches', 0)} probes, polled every 25 ms"),
         Row("e2e_p99", "End to end: event-to-queryable p99 @10k/s", lat.get("p99_s"), "s", None, 2.0, "<=",
             f"histogram p99 {_fmt(lat.get('histogram_p99_s'))} s (produce -> stored)"),
+        Row("e2e_low_p50", f"End to end: event-to-queryable p50 @{sizes.low_rate}/s", low.get("p50_s"), "s",
+            None, None, None, f"{low.get('batches', 0)} probes, below capacity"),
+        Row("e2e_low_p99", f"End to end: event-to-queryable p99 @{sizes.low_rate}/s", low.get("p99_s"), "s",
+            None, None, None, f"{low.get('batches', 0)} probes, below capacity"),
         Row("rating", f"Rating: close + invoice {r.get('customers', sizes.big_customers):,} customers",
             r.get("seconds"), "s", ratio(r.get("invoices_per_s"), both), 60.0, "<=",
             f"{r.get('invoices_per_s', 0):,.0f} invoices/s, 3-component plan"),

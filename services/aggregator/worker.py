@@ -119,11 +119,26 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
 
     @app.agent(d.measurements)
     async def fold_measurements(stream: Any) -> None:
+        try:
+            await producer_knows_every_topic()
+        except BaseException:
+            fatal("the producer's metadata never listed our topics")
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             try:
                 await handle_batch(events)
             except BaseException:
                 fatal("measurement batch failed")
+
+    async def producer_knows_every_topic() -> None:
+        # A table write picks its changelog partition from the producer's metadata, which
+        # may not list a changelog topic created a moment ago: aiokafka then fails the
+        # write (TypeError) and the worker stops on its first batch. Seen on a cold start
+        # under load; waiting here for every topic we write costs nothing afterwards.
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka driver
+        written = [table.table.changelog_topic.get_topic_name() for table in (d.series, d.seen, d.marks, d.clock)]
+        written += [topic.get_topic_name() for topic in (d.period_totals, d.dead_letters, d.limit_events)]
+        for name in written:
+            await producer.partitions_for(name)
 
     async def handle_batch(events: list[Any]) -> None:
         ensure_index()

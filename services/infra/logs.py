@@ -40,3 +40,11 @@ def configure(level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("aiokafka", "faust", "mode", "httpx", "uvicorn.access", "clickhouse_connect"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("faust.transport.producer").addFilter(_not_flow_control)
+
+
+def _not_flow_control(record: logging.LogRecord) -> bool:
+    # Faust warns each time its producer buffer makes a stream wait (flow control,
+    # many times a second under load): normal operation, not something to act on.
+    # The consumer lag metric and its alert are what show a worker falling behind.
+    return not str(record.msg).startswith("producer buffer full size")

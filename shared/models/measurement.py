@@ -110,11 +110,10 @@ def utc_text(value: datetime) -> str:
     Built with f-strings instead of strftime: the pipeline formats an instant per record.
     Raises OverflowError where format_utc does (an instant outside UTC's range).
     """
-    v = value.astimezone(timezone.utc)
-    text = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
-    if v.microsecond:
-        text += f".{v.microsecond:06d}"
-    return text + "Z"
+    v = value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+    # isoformat() (in C) writes exactly this for a UTC instant: 4-digit year, microseconds
+    # only when present, then "+00:00", which becomes "Z".
+    return v.isoformat()[:-6] + "Z"
 
 
 def _utc_text(value: datetime) -> str:

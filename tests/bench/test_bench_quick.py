@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = {
-    "ceiling", "ceiling_consume", "ceiling_stream", "ingest", "ingest_p50", "ingest_p99", "e2e", "e2e_p50", "e2e_p99",
+    "ceiling", "ceiling_consume", "ceiling_stream", "ingest", "ingest_p50", "ingest_p99",
+    "e2e", "e2e_p50", "e2e_p99", "e2e_low_p50", "e2e_low_p99",
     "rating", "memory",
 }
 

@@ -79,3 +79,42 @@ def test_utc_text_is_format_utc(at: datetime) -> None:
             utc_text(at)
         return
     assert utc_text(at) == expected
+
+
+def _reference_utc_datetime(value: Any) -> datetime:
+    """json_types._utc_datetime before its fast path: the general checker, always."""
+    from shared.models.json_types import _FORMATS, _in_utc
+
+    if not isinstance(value, str):
+        raise AssertionError("strings only here")
+    if not _FORMATS.conforms(value, "date-time"):
+        raise ValueError("is not a valid RFC 3339 date-time (e.g. 2026-01-01T00:00:00Z)")
+    return _in_utc(datetime.fromisoformat(value.upper().removesuffix("\n")))
+
+
+_INSTANT_PARTS = st.tuples(
+    st.integers(0, 10000), st.integers(0, 13), st.integers(0, 32), st.integers(0, 24), st.integers(0, 60),
+    st.integers(0, 60), st.sampled_from(["", ".5", ".123", ".123456", ".1234567", ".000000001"]),
+    st.sampled_from(["Z", "z", "+00:00", "-08:00", "+05:30", "+23:59", "+24:00", "-00:60", ""]),
+    st.sampled_from(["T", "t", " "]), st.sampled_from(["", "\n", " "]),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(parts=_INSTANT_PARTS)
+def test_the_date_time_fast_path_agrees_with_the_general_checker(parts: tuple[Any, ...]) -> None:
+    from shared.models.json_types import _utc_datetime
+
+    year, month, day, hour, minute, second, fraction, offset, separator, tail = parts
+    text = f"{year:04d}-{month:02d}-{day:02d}{separator}{hour:02d}:{minute:02d}:{second:02d}{fraction}{offset}{tail}"
+    try:
+        expected: Any = _reference_utc_datetime(text)
+    except (ValueError, OverflowError) as error:
+        expected = type(error)
+    try:
+        actual: Any = _utc_datetime(text)
+    except (ValueError, OverflowError) as error:
+        actual = type(error)
+    assert actual == expected, text
+    if isinstance(actual, datetime):
+        assert actual.utcoffset() == expected.utcoffset()
