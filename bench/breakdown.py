@@ -1,0 +1,161 @@
+"""Where the time and the memory go, without Kafka, HTTP or ClickHouse in the way.
+
+`python -m bench.breakdown` prints:
+- the ingest service's CPU per measurement, stage by stage (JSON parse, model
+  validation, judging against the catalog, record serialisation), for batches of
+  1,000 like the bench's;
+- the aggregator's CPU per measurement in `Processor.process` (parse, judge, fold,
+  with plain dicts standing in for the Faust tables, so no changelog cost);
+- the aggregator's memory per series of its own structures (tracemalloc), and the
+  memory of a catalog of 100,000 customers and subscriptions.
+The full bench (`python -m bench`) measures the same paths end to end; this splits them.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bench.catalog import METERS, PLAN, PLAN_NAME, customer_name
+from services.aggregator.closing import SeriesIndex
+from services.aggregator.processing import Processor, Record
+from services.ingest.api import _record
+from services.ingest.validation import judge, parse_body, parse_measurement
+from shared.catalog import Catalog
+from shared.models import Customer, Meter, PricePlan, Subscription
+from shared.resolution import Limits, SubscriptionIndex
+
+LIMITS = Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=30))
+START = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def bench_catalog(customers: int) -> Catalog:
+    catalog = Catalog()
+    for raw in METERS:
+        catalog.put(Meter.model_validate(raw))
+    catalog.put(PricePlan.model_validate(PLAN))
+    for index in range(customers):
+        name = customer_name(index)
+        # Through JSON, as every service's catalog view reads them from the topic.
+        catalog.put(Customer.model_validate_json(json.dumps({"name": name})))
+        subscription = Subscription(customer_name=name, price_plan_name=PLAN_NAME, start_time=START)
+        catalog.put(Subscription.model_validate_json(subscription.model_dump_json(exclude_none=True)))
+    return catalog
+
+
+def event_time() -> str:
+    return (datetime.now(timezone.utc) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ingest_cpu(catalog: Catalog, rounds: int = 50) -> dict[str, float]:
+    at = event_time()
+    body = json.dumps([
+        {"id": f"b-{i}", "meter_name": "api_calls", "customer_name": customer_name(i % 1000), "value": 1, "time": at}
+        for i in range(1000)
+    ], separators=(",", ":")).encode()
+    index = SubscriptionIndex(lambda: catalog, lambda: 0)
+    totals = {"json": 0.0, "validate": 0.0, "judge": 0.0, "serialise": 0.0}
+    for round_ in range(rounds + 5):
+        now = datetime.now(timezone.utc)
+        t0 = time.perf_counter()
+        raw = parse_body(body)
+        t1 = time.perf_counter()
+        parsed = [m for m, _ in (parse_measurement(item, i) for i, item in enumerate(raw)) if m is not None]
+        t2 = time.perf_counter()
+        facts, errors = judge(parsed, catalog, now, LIMITS, subscription_at=index)
+        assert not errors, errors[:3]
+        t3 = time.perf_counter()
+        for measurement, fact in zip(parsed, facts):
+            _record(measurement, fact, now)
+        t4 = time.perf_counter()
+        if round_ >= 5:  # warm-up first
+            for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                totals[key] += seconds
+    return {key: seconds / (rounds * 1000) * 1e6 for key, seconds in totals.items()}
+
+
+def records(customers: range, at: str, first_offset: int) -> list[Record]:
+    out = []
+    offset = first_offset
+    now = datetime.now(timezone.utc)
+    for index in customers:
+        name = customer_name(index)
+        for meter in METERS:
+            offset += 1
+            value = json.dumps({"id": f"m-{offset}", "meter_name": meter["name"], "customer_name": name,
+                                "value": "1", "time": at, "labels": {}, "reset_total": False},
+                               separators=(",", ":")).encode()
+            out.append(Record("measurements", 0, offset, name.encode(), value, now))
+    return out
+
+
+def processor(catalog: Catalog, series: dict[str, Any], seen: dict[str, Any]) -> Processor:
+    return Processor(
+        catalog=lambda: catalog, refresh_catalog=lambda: None, limits=LIMITS, series=series, seen=seen,
+        closed_through=lambda customer, key: 0, subscription_at=SubscriptionIndex(lambda: catalog, lambda: 0),
+    )
+
+
+def aggregator_cpu(catalog: Catalog, customers: int) -> float:
+    series: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+    process = processor(catalog, series, seen).process
+    at = event_time()
+    batches = [records(range(first, min(first + 400, customers)), at, first * 10) for first in range(0, customers, 400)]
+    started = time.perf_counter()
+    count = 0
+    for batch in batches:
+        process(batch)
+        count += len(batch)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def aggregator_memory(catalog: Catalog, customers: int) -> tuple[float, list[str]]:
+    series: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+    index = SeriesIndex()
+    process = processor(catalog, series, seen).process
+    at = event_time()
+    gc.collect()
+    tracemalloc.start()
+    for first in range(0, customers, 400):
+        result = process(records(range(first, min(first + 400, customers)), at, first * 10))
+        for key in result.dirty_series:
+            index.add(key)
+    gc.collect()
+    used, _ = tracemalloc.get_traced_memory()
+    top = [str(stat) for stat in tracemalloc.take_snapshot().statistics("lineno")[:8]]
+    tracemalloc.stop()
+    return used / len(series), top
+
+
+def catalog_memory(customers: int) -> float:
+    gc.collect()
+    tracemalloc.start()
+    catalog = bench_catalog(customers)
+    gc.collect()
+    used, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(catalog.customers) == customers
+    return used / customers
+
+
+def main() -> None:
+    catalog = bench_catalog(20_000)
+    stages = ingest_cpu(catalog)
+    print("ingest CPU per measurement (us): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+          + f"; total {sum(stages.values()):.1f}")
+    print(f"aggregator Processor.process CPU per measurement (us, tables as dicts): {aggregator_cpu(catalog, 20_000):.1f}")
+    per_series, top = aggregator_memory(catalog, 20_000)
+    print(f"aggregator memory per series, own structures (bytes): {per_series:.0f}")
+    for line in top:
+        print("   ", line)
+    print(f"catalog memory per customer + subscription (bytes): {catalog_memory(100_000):.0f}")
+
+
+if __name__ == "__main__":
+    main()
