@@ -66,11 +66,6 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
         producer_partitioner=table_partitioner,
         producer_acks=-1,
         producer_max_request_size=4 * 1024 * 1024,
-        # Every table write is a changelog record. Without linger aiokafka sends each
-        # in a request of its own (a syscall and a broker round trip per record: the
-        # top of the aggregator's profile); 5 ms gathers a batch's writes into a few.
-        producer_linger=0.005,
-        producer_max_batch_size=512 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_seconds,

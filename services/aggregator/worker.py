@@ -8,6 +8,7 @@ so the records are read again after the restart and nothing is lost.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -119,26 +120,17 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
 
     @app.agent(d.measurements)
     async def fold_measurements(stream: Any) -> None:
-        try:
-            await producer_knows_every_topic()
-        except BaseException:
-            fatal("the producer's metadata never listed our topics")
+        # Records are judged against the catalog: before the view has loaded it (a task
+        # started with the worker), known customers would read as unknown and be
+        # dead-lettered. After a crash that is a replay of records whose state never
+        # reached the changelog, so their usage would be lost (the SIGKILL test saw it).
+        while not view.ready:
+            await asyncio.sleep(0.05)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             try:
                 await handle_batch(events)
             except BaseException:
                 fatal("measurement batch failed")
-
-    async def producer_knows_every_topic() -> None:
-        # A table write picks its changelog partition from the producer's metadata, which
-        # may not list a changelog topic created a moment ago: aiokafka then fails the
-        # write (TypeError) and the worker stops on its first batch. Seen on a cold start
-        # under load; waiting here for every topic we write costs nothing afterwards.
-        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka driver
-        written = [table.table.changelog_topic.get_topic_name() for table in (d.series, d.seen, d.marks, d.clock)]
-        written += [topic.get_topic_name() for topic in (d.period_totals, d.dead_letters, d.limit_events)]
-        for name in written:
-            await producer.partitions_for(name)
 
     async def handle_batch(events: list[Any]) -> None:
         ensure_index()
