@@ -1,10 +1,8 @@
 """The stream framework's own ceiling: Faust consuming measurement records and doing nothing
 more than the aggregator's bare minimum.
 
-Run as its own process (a Faust worker owns its event loop), once per mode:
-- `consume`: `stream.take_events(2000, within=0.2)` over the records, nothing else;
-- `table`: the same, plus one table write per record (what the dedup table costs: one
-  changelog record per measurement, through Faust's producer).
+Run as its own process (a Faust worker owns its event loop): it reads the records with
+`stream.take_events(2000, within=0.2)`, exactly as the aggregator does, and nothing else.
 It reads `count` records already in `topic`, prints one JSON line with the records per
 second between the first and the last record, and exits. This is the most the
 aggregator can fold through Faust on this machine, before any work of ours.
@@ -42,7 +40,6 @@ def run(bootstrap: str, topic: str, count: int, mode: str, partitions: int) -> N
         key_serializer="raw", value_serializer="raw", table_standby_replicas=0,
     )
     source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    table = app.Table("seen", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
     state: dict[str, Any] = {"seen": 0, "first": None, "cpu": None}
 
     @app.agent(source)
@@ -50,9 +47,6 @@ def run(bootstrap: str, topic: str, count: int, mode: str, partitions: int) -> N
         async for events in stream.take_events(2000, within=0.2):
             if state["first"] is None:
                 state["first"], state["cpu"] = time.perf_counter(), self_cpu_seconds()
-            if mode == "table":
-                for event in events:
-                    table[event.message.key + b"\x1f" + str(event.message.offset).encode()] = b"1"
             state["seen"] += len(events)
             if state["seen"] >= count:
                 elapsed = time.perf_counter() - state["first"]
@@ -104,7 +98,7 @@ def main() -> None:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--mode", choices=("consume", "table"), required=True)
+    parser.add_argument("--mode", choices=("consume",), required=True)
     args = parser.parse_args()
     run(args.bootstrap, args.topic, args.count, args.mode, args.partitions)
 

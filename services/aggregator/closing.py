@@ -139,7 +139,6 @@ class Closer:
             # A plan's period or a new catalog changes every due time: start over.
             schedule = _Schedule(catalog, dict(catalog.price_plans), self.partitions)
             self._schedule = schedule
-            schedule.revision = -1
         if schedule.revision != catalog.revision:
             schedule.revision = catalog.revision  # read first: a change meanwhile is seen next tick
             for subscription in schedule.changed(catalog):
