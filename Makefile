@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test up bench lint typecheck clean lock
+.PHONY: demo test up bench stress lint typecheck clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 # Throughput, latency and memory on this machine (docs/benchmarks.md); BENCH_ARGS=--quick for a short run.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Crash safety, repeated: N runs of the SIGKILL exactness tests, prints "K of N exact" (not in CI).
+N ?= 25
+stress: $(STAMP)
+	$(BIN)/metering kafka fetch
+	$(BIN)/python scripts/stress.py --runs $(N)
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy

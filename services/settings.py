@@ -10,6 +10,11 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The largest record (key + value bytes) a service produces. Kafka's limit is 1,000,000
+# bytes with the framing (librdkafka's default message.max.bytes, under the broker's
+# 1 MiB default); the rest is headroom for framing and the dead-letter topic's headers.
+MAX_RECORD_BYTES = 990_000
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="METERING_", extra="ignore")
@@ -59,6 +64,9 @@ class Settings(BaseSettings):
 
     batch_limit: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # A measurement or catalog entity whose record would exceed this is refused (413)
+    # before anything is produced; lower it only (tests do), never above MAX_RECORD_BYTES.
+    max_record_bytes: int = Field(default=MAX_RECORD_BYTES, ge=1024, le=MAX_RECORD_BYTES)
 
     @model_validator(mode="after")
     def _has_api_key_or_is_demo(self) -> "Settings":

@@ -10,12 +10,15 @@ from pydantic import ValidationError
 # the field is recovered from the message here.
 _FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_.\[\]]*): (.+)$", re.DOTALL)
 _PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+# A dict key is part of the path (`labels.<key>`); an over-long key is shortened there, so
+# an error about a megabyte-long label key does not echo the megabyte back.
+MAX_PATH_SEGMENT = 64
 
 
 def field_errors(error: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
     found = []
     for item in error.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{_segment(p)}" for p in item["loc"]).lstrip(".")
         message = item["msg"]
         for noise in _PYDANTIC_PREFIXES:
             if message.startswith(noise):
@@ -29,3 +32,7 @@ def field_errors(error: ValidationError, prefix: str = "") -> list[tuple[str, st
         path = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "body")
         found.append((path, message))
     return found
+
+
+def _segment(name: str) -> str:
+    return name if len(name) <= MAX_PATH_SEGMENT else name[: MAX_PATH_SEGMENT - 3] + "..."

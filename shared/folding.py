@@ -2,7 +2,8 @@
 
 State is a plain JSON-able dict so it can live in a Faust table and its changelog:
     {"value": "<decimal text>", "events": int, "applied": <last source offset>,
-     "uniques": [..] (UNIQUE_COUNT only)}
+     "uniques": {value: None, ...} (UNIQUE_COUNT only: an insertion-ordered set, so the
+                 aggregator's state log can persist just the values added since its last flush)}
 `applied` makes folding idempotent under replay: a fact whose source offset is not
 beyond `applied` is already inside `value` and is skipped.
 """
@@ -39,10 +40,11 @@ def fold(state: State, meter: Meter, value: Decimal | str, offset: int) -> bool:
     state["events"] += 1
     aggregation = meter.aggregation
     if aggregation == "UNIQUE_COUNT":
-        uniques = set(state.get("uniques", []))
+        uniques = state.get("uniques")
+        if uniques is None:
+            uniques = state["uniques"] = {}
         # Numbers are compared by value, not spelling: 5, 5.0 and 5E+0 are one value.
-        uniques.add(value if isinstance(value, str) else decimal_text(value))
-        state["uniques"] = sorted(uniques)
+        uniques[value if isinstance(value, str) else decimal_text(value)] = None
         state["value"] = str(len(uniques))
         return True
     if aggregation == "COUNT":

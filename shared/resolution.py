@@ -19,7 +19,9 @@ from shared.money import decimal_text
 Problem = tuple[str, str]
 # (customer, instant) -> the subscription covering it: Catalog.subscription_at or an index.
 SubscriptionAt = Callable[[str, datetime], Subscription | None]
-_TEN_POW_26 = Decimal(10) ** 26
+# Every float a JSON number can be (down to 5e-324, 17 significant digits) has fewer
+# decimal places than this; only a decimal string can ask for more.
+MAX_FRACTION_DIGITS = 400
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,28 @@ def _typed_value(measurement: Measurement, meter: Meter) -> tuple[Decimal | str 
             return None, [("value", "must be a finite number")]
     else:
         number = raw
+    if number.is_zero():
+        number = Decimal(0)  # 0E-999999999 is 0, but format() would spell out its zeros
+    magnitude = _magnitude_problems(number)
+    if magnitude:
+        return None, magnitude
     if meter.data_type == "INT" and number != number.to_integral_value():
         return None, [("value", f"must be a whole number for INT meter {meter.name!r}")]
-    if abs(number) >= _TEN_POW_26:
-        return None, [("value", "is too large (at most 26 integer digits)")]
     return number, []
+
+
+def _magnitude_problems(number: Decimal) -> list[Problem]:
+    """Bounds checked on the exponent alone, before any arithmetic.
+
+    "1E+999999999" is a short string, but to_integral_value() of it overflows the decimal
+    context (an exception, not an answer) and "1E-999999999" spelled out is a gigabyte of
+    zeros; adjusted() and the exponent are exact without a context.
+    """
+    if number.is_zero():
+        return []  # _typed_value writes any zero as 0, whatever its exponent
+    if number.adjusted() >= 26:
+        return [("value", "is too large (at most 26 integer digits)")]
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+        return [("value", f"has too many decimal places (at most {MAX_FRACTION_DIGITS})")]
+    return []

@@ -40,16 +40,20 @@ def insert(timeline: Timeline, at: datetime, value: Decimal, reset: bool, offset
     """Add one point in time order; False when the offset was already applied (replay)."""
     if offset <= timeline["applied"]:
         return False
+    point = [format_utc(at), str(value), reset]  # may raise: before anything changes
     timeline["applied"] = offset
-    point = [format_utc(at), str(value), reset]
-    times = [p[0] for p in timeline["points"]]
+    points: list[list[Any]] = timeline["points"]
     # bisect_right: two points at one instant keep arrival order, deterministically
     # broken by the value text so a shuffled input still sorts the same way.
-    index = bisect.bisect_right(times, point[0])
-    while index > 0 and times[index - 1] == point[0] and timeline["points"][index - 1][1] > point[1]:
+    index = bisect.bisect_right(points, str(point[0]), key=_time_of)
+    while index > 0 and points[index - 1][0] == point[0] and points[index - 1][1] > point[1]:
         index -= 1
-    timeline["points"].insert(index, point)
+    points.insert(index, point)
     return True
+
+
+def _time_of(point: list[Any]) -> str:
+    return str(point[0])
 
 
 def exact_seconds(span: timedelta) -> Decimal:

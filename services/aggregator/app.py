@@ -1,9 +1,9 @@
-"""The Faust app: declarations only (app, topics, tables). Behaviour is in worker.py."""
+"""The Faust app: declarations only (app and topics). Behaviour is in worker.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, MutableMapping
+from typing import Any
 
 import faust
 
@@ -19,39 +19,9 @@ class Declarations:
     period_totals: Any
     dead_letters: Any
     limit_events: Any
-    series: Any  # series table key -> folding state
-    seen: Any  # dedup key -> [first offset, event time]
-    marks: Any  # customer -> closing marks
-    clock: Any  # partition key -> {"max_event_time": iso}
-
-
-class StrKeyed(MutableMapping[str, Any]):
-    """A Faust table seen through str keys (stored as UTF-8 bytes)."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.table.get(key.encode())
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self.table.get(key.encode())
-        return default if value is None else value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.table[key.encode()] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.table[key.encode()]
-
-    def __iter__(self) -> Iterator[str]:
-        return (k.decode() if isinstance(k, bytes) else str(k) for k in list(self.table.keys()))
-
-    def __len__(self) -> int:
-        return len(self.table)
+    # The state log (state_log.py): one partition per input partition, written by us
+    # and read back by state_reader.py when a partition is assigned.
+    state: Any
 
 
 def declare(settings: Settings, bootstrap: str) -> Declarations:
@@ -93,16 +63,13 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
     dead_letters = raw_topic(topics.DEAD_LETTERS)
     limit_events = raw_topic(topics.LIMIT_EVENTS)
 
-    def table(name: str) -> Any:
-        # use_partitioner: the table key (customer first) picks the changelog partition
-        # through table_partitioner, so state is co-partitioned with the customer's
-        # measurements however (and from wherever) it is written.
-        # Keys are raw bytes (key_type=bytes) so the partitioner sees the customer name
-        # itself, not its JSON encoding; values are JSON.
-        table = app.Table(name, default=None, key_type=bytes, use_partitioner=True, partitions=settings.partitions)
-        return StrKeyed(table)
+    state = raw_topic(topics.AGGREGATOR_STATE)
+    # Never written: faust-streaming 0.15 never finishes its first assignment when an
+    # app declares no table at all (observed: partitions assigned in the group, agents and
+    # timers never started). The state lives in the state log (state_log.py).
+    app.Table("unused", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
     return Declarations(
         app=app, measurements=measurements, period_totals=period_totals, dead_letters=dead_letters, limit_events=limit_events,
-        series=table("series"), seen=table("seen"), marks=table("marks"), clock=table("clock"),
+        state=state,
     )

@@ -16,6 +16,17 @@ class DeadLetterGuard:
     window_seconds: float
     _samples: deque[tuple[float, int, int]] = field(default_factory=deque)
 
+    def admit(self, processed: int, dead: int, now: float | None = None) -> str | None:
+        """Why a batch with these counts must stop the worker, or None (then it is counted).
+
+        A batch that trips the guard is not counted: it is not lettered, and the same
+        records come again after the restart."""
+        at = time.monotonic() if now is None else now
+        reason = self.record(processed, dead, at)
+        if reason is not None:
+            self._samples.pop()
+        return reason
+
     def record(self, processed: int, dead: int, now: float | None = None) -> str | None:
         """Count one batch; returns why the worker must stop, or None."""
         at = time.monotonic() if now is None else now

@@ -3,23 +3,52 @@
 A plain confluent-kafka consumer with `isolation.level=read_committed`, so an invoice
 from an aborted rater transaction is never stored. Offsets are committed only after
 the insert, and rows are keyed by invoice_id, so a redelivery is harmless.
+
+A record that is not an invoice can never be stored: it goes to the dead-letter topic
+and is skipped, instead of stopping the copy for good. Its dead letter is delivered
+(acks=all) before the offset is committed, so it is never lost; a crash in between
+writes it again after the restart (at least once, not exactly once: no transactions
+here, since the rows go to ClickHouse, not Kafka).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, Producer
+from prometheus_client import Counter
+from pydantic import ValidationError
 
 from services.aggregator.writer import StoreWriter
+from services.infra import dead_letters, topics
 from shared.models.invoice import Invoice
 
 log = logging.getLogger(__name__)
 
+# Here rather than in metrics.py: it belongs to this thread, and the module is imported
+# by the worker, so the counter is on the aggregator's /metrics from its start.
+DEAD_LETTERS = Counter(
+    "metering_aggregator_invoice_dead_letters_total", "Invoice records the invoice store could not read and dead-lettered"
+)
+DELIVERY_TIMEOUT_SECONDS = 30.0
+
+
+class DeadLetterNotDelivered(Exception):
+    """The broker did not confirm a dead letter: the offset must not be committed."""
+
+
+def dead_letter_topic(invoices_topic: str) -> str:
+    """The dead-letter topic beside the invoices topic (same prefix)."""
+    prefix = invoices_topic.removesuffix(topics.INVOICES.suffix)
+    return f"{prefix}{topics.DEAD_LETTERS.suffix}"
+
 
 class InvoiceStore:
-    def __init__(self, bootstrap: str, topic: str, group: str, writer: StoreWriter) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, group: str, writer: StoreWriter, dead_letters_topic: str | None = None
+    ) -> None:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -30,7 +59,12 @@ class InvoiceStore:
                 "session.timeout.ms": 10000,
             }
         )
+        # Only dead letters go through it, so it stays idle in normal operation.
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 0}
+        )
         self._topic = topic
+        self._dead_letters_topic = dead_letters_topic or dead_letter_topic(topic)
         self._writer = writer
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="invoice-store", daemon=True)
@@ -51,19 +85,58 @@ class InvoiceStore:
         try:
             while not self._stopping.is_set():
                 messages = self._consumer.consume(num_messages=500, timeout=0.5)
-                rows = []
-                for message in messages:
-                    if message.error() is not None or message.value() is None:
-                        continue
-                    invoice = Invoice.model_validate_json(message.value() or b"")
-                    rows.append(_row(invoice))
-                if rows:
-                    self._writer.write_invoices(rows)
                 if messages:
-                    self._consumer.commit(asynchronous=False)
+                    self._store(messages)
         except BaseException as error:  # the worker's readiness reports it
             log.exception("invoice store stopped")
             self.failed = error
+
+    def _store(self, messages: list[Any]) -> None:
+        """Insert the batch's invoices, dead-letter the rest, then commit the offsets."""
+        rows = []
+        letters = []
+        for message in messages:
+            if message.error() is not None:
+                continue
+            value = message.value()
+            if not value:
+                letters.append((message, dead_letters.unreadable("invoice", "invoice", None)))
+                continue
+            try:
+                invoice = Invoice.model_validate_json(value)
+            except ValidationError as error:
+                letters.append((message, dead_letters.unreadable("invoice", "invoice", error)))
+                continue
+            rows.append(_row(invoice))
+        if rows:
+            self._writer.write_invoices(rows)
+        if letters:
+            self._dead_letter(letters)
+        self._consumer.commit(asynchronous=False)
+
+    def _dead_letter(self, letters: list[tuple[Any, str]]) -> None:
+        failures: list[KafkaError] = []
+
+        def delivered(error: KafkaError | None, _: Any) -> None:
+            if error is not None:
+                failures.append(error)
+
+        for message, reason in letters:
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason,
+                extra={"topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
+                       "reason": reason},
+            )
+            self._producer.produce(
+                self._dead_letters_topic, key=message.key(), value=message.value(),
+                headers=dead_letters.headers(reason, message.topic(), message.partition(), message.offset()),
+                on_delivery=delivered,
+            )
+        undelivered = self._producer.flush(DELIVERY_TIMEOUT_SECONDS)
+        if undelivered or failures:
+            # Stop without committing: after the restart the records are read and dead-lettered again.
+            raise DeadLetterNotDelivered(f"{undelivered} dead letters unconfirmed, errors: {failures}")
+        DEAD_LETTERS.inc(len(letters))
 
 
 def _row(invoice: Invoice) -> list[object]:

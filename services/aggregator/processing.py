@@ -1,39 +1,52 @@
-"""One batch of measurement records -> table updates, ClickHouse rows, dead letters.
+"""One batch of measurement records -> state updates, ClickHouse rows, dead letters.
 
-The state lives in mutable mappings (Faust tables in production, dicts in unit tests).
-Order of checks per record, and why:
-1. decode and validate; anything that can never succeed goes to the dead-letter list;
-2. dedup by (customer, meter, id): the first offset that carried an id owns it, so a
-   replay of that very record is not mistaken for a duplicate;
-3. fold into the series state unless its `applied` offset shows it is already in.
+The state lives in mutable mappings (the StateLog's dicts in production, plain dicts in
+unit tests). Order of checks per item, and why:
+1. decode (a record is one measurement or an envelope of them) and validate; anything
+   that can never succeed is dead-lettered alone, with its index in the envelope;
+2. a measurement read from a partition that is not its customer's is forwarded to the
+   right one and folded there: a series is only ever folded by one partition, so the
+   positions below are comparable;
+3. dedup by (customer, meter, id): the first position (offset, index in the record) that
+   carried an id owns it, so a replay of that very record is not mistaken for a duplicate;
+4. fold into the series state unless its `applied` position shows it is already in.
 Every series touched (even by a replay) is marked dirty, so its absolute total is
-rewritten to ClickHouse after a crash that happened between the table and the store.
+rewritten to ClickHouse after a crash that happened between the state and the store.
+An item whose folding raises is dead-lettered with the error: it would raise again on
+every replay, and a poison item must not stop the partition.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, Iterator, MutableMapping
+from typing import Any, Callable, MutableMapping
 
-from pydantic import ValidationError
-
+from services.aggregator.envelopes import Item, decode, item_values
 from services.infra.partitioning import SEPARATOR
 from shared.catalog import Catalog
-from shared.errors import field_errors
 from shared.folding import empty_state, fold
 from shared.timeline import empty_timeline, insert, is_order_dependent
 from shared.trial import trial_end
 from shared.models import Measurement, Subscription
-from shared.models.measurement import utc_text
+from shared.models.measurement import measurement_json, utc_text
 from shared.models.json_types import format_utc
 from shared.periods import Period, period_containing
 from shared.resolution import Fact, Limits, SubscriptionAt, resolve
 
+log = logging.getLogger(__name__)
+
 SEP = SEPARATOR.decode()
 PERIOD_MEMO_SIZE = 10_000  # distinct (anchor, frequency, end) triples remembered by a Processor
+# Positions order the items of a partition: offset, then index inside an envelope (a
+# record under the broker's 1 MB limit cannot hold 2**20 items).
+ITEMS_PER_RECORD = 2**20
+
+
+def position(offset: int, index: int | None = None) -> int:
+    return offset * ITEMS_PER_RECORD + (index or 0)
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,20 @@ class Record:
 class DeadLetter:
     record: Record
     reason: str
+    index: int | None = None  # the item's index in an envelope
+    value: bytes | None = None  # the item's own JSON (the record's value when None)
+
+    @property
+    def payload(self) -> bytes | None:
+        return self.value if self.index is not None else self.record.value
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A measurement read from another customer's partition, to re-send to its own."""
+
+    customer: str
+    value: bytes
 
 
 @dataclass
@@ -57,6 +84,7 @@ class BatchResult:
     raw_rows: list[list[Any]] = field(default_factory=list)
     dirty_series: set[str] = field(default_factory=set)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    forwards: list[Forward] = field(default_factory=list)
     duplicates: int = 0
     folded: int = 0
     late_periods: set[tuple[str, str, int]] = field(default_factory=set)  # customer, sub key, index
@@ -93,33 +121,53 @@ class Processor:
     refresh_catalog: Callable[[], object]  # catch up with the catalog topic
     limits: Limits
     series: MutableMapping[str, Any]  # series table key -> folding state (+ period bounds)
-    seen: MutableMapping[str, Any]  # dedup key -> [first offset, event time iso]
+    seen: MutableMapping[str, Any]  # dedup key -> [first position, event time iso]
     closed_through: Callable[[str, str], int]  # (customer, subscription key) -> next unclosed index
     # Answers like catalog().subscription_at (e.g. shared.resolution.SubscriptionIndex); None: ask the catalog.
     subscription_at: SubscriptionAt | None = None
+    # customer -> its partition; None: every partition is right (one-partition unit tests).
+    partition_of: Callable[[str], int] | None = None
     _periods: dict[Any, tuple[Period, str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _refreshed: bool = field(default=False, init=False, repr=False, compare=False)
 
     def process(self, records: list[Record]) -> BatchResult:
         result = BatchResult()
-        # Table writes of the batch are collected and written once per key at the end: a
-        # series hit by many records of the batch costs one table write (one changelog
-        # record) instead of one per record. Reads see the batch's own writes.
-        tables = (self.series, self.seen)
-        self.series, self.seen = _WriteBack(self.series), _WriteBack(self.seen)
-        try:
-            for record in records:
-                facts_or_reason = self._facts(record)
-                if isinstance(facts_or_reason, str):
-                    result.dead_letters.append(DeadLetter(record, facts_or_reason))
-                    continue
-                for fact in facts_or_reason:
-                    self._apply(record, fact, result)
-            for table in (self.series, self.seen):
-                assert isinstance(table, _WriteBack)
-                table.flush()
-        finally:
-            self.series, self.seen = tables
+        self._refreshed = False
+        for record in records:
+            items = decode(record.value)
+            if isinstance(items, str):
+                result.dead_letters.append(DeadLetter(record, items))
+                continue
+            raw: list[bytes] | None = None
+            for item in items:
+                problem = self._take(record, item, result)
+                if problem is not None:
+                    if item.index is not None and raw is None:
+                        raw = item_values(record.value or b"") or []
+                    value = raw[item.index] if raw is not None and item.index is not None and item.index < len(raw) else None
+                    result.dead_letters.append(DeadLetter(record, problem, item.index, value))
         return result
+
+    def _take(self, record: Record, item: Item, result: BatchResult) -> str | None:
+        """Judge and fold one item; returns why it is dead-lettered, or None."""
+        if item.measurement is None:
+            return item.problem
+        try:
+            facts = self._facts(item.measurement, record.timestamp)
+            if isinstance(facts, str):
+                return facts
+            customer = facts[0].customer_name
+            if self.partition_of is not None and self.partition_of(customer) != record.partition:
+                at = item.measurement.time or record.timestamp
+                result.forwards.append(Forward(customer, measurement_json(item.measurement, customer, at)))
+                return None
+            pos = position(record.offset, item.index)
+            for fact in facts:
+                self._apply(record, pos, fact, result)
+        except Exception as error:  # a bug or an input no rule foresaw: never a crash loop
+            log.exception("could not fold %s[%d]@%d item %s", record.topic, record.partition, record.offset, item.index)
+            return f"unprocessable: {type(error).__name__}: {str(error)[:200]}"
+        return None
 
     def _period(self, subscription: Subscription, kind: str, at: datetime) -> tuple[Period, str, str]:
         """period_containing(...) and its bounds as format_utc text, remembered per subscription.
@@ -142,26 +190,19 @@ class Processor:
     def _covering(self, catalog: Catalog, customer: str, at: datetime) -> Any:
         return catalog.subscription_at(customer, at) if self.subscription_at is None else self.subscription_at(customer, at)
 
-    def _facts(self, record: Record) -> list[Fact] | str:
-        if record.value is None:
-            return "value: empty record (a measurement JSON object is required)"
-        try:
-            measurement = Measurement.model_validate_json(record.value)
-        except ValidationError as error:
-            return "; ".join(f"{field}: {reason}" for field, reason in field_errors(error))
-        facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits, self.subscription_at)
-        if problems and any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems):
-            # Another service may have just added the entity: catch up once, then judge.
+    def _facts(self, measurement: Measurement, received_at: datetime) -> list[Fact] | str:
+        facts, problems = resolve(measurement, self.catalog(), received_at, self.limits, self.subscription_at)
+        if problems and not self._refreshed and any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems):
+            # Another service may have just added the entity: catch up, once per batch
+            # (a catch-up can take seconds; a stream of unknown names must not stall).
+            self._refreshed = True
             self.refresh_catalog()
-            facts, problems = resolve(measurement, self.catalog(), record.timestamp, self.limits, self.subscription_at)
+            facts, problems = resolve(measurement, self.catalog(), received_at, self.limits, self.subscription_at)
         if problems:
             return "; ".join(f"{f}: {r}" for f, r in problems)
-        customer = facts[0].customer_name
-        if record.key is None or record.key.decode(errors="replace") != customer:
-            return f"key: must be the customer name {customer!r} (records of a customer share a partition)"
         return facts
 
-    def _apply(self, record: Record, fact: Fact, result: BatchResult) -> None:
+    def _apply(self, record: Record, pos: int, fact: Fact, result: BatchResult) -> None:
         catalog = self.catalog()
         subscription = self._covering(catalog, fact.customer_name, fact.time)
         assert subscription is not None  # resolve() refuses a fact no subscription covers
@@ -170,23 +211,21 @@ class Processor:
         meter = fact.meter
         seen_key = dedup_key(fact.customer_name, meter.name, fact.measurement.id)
         first = self.seen.get(seen_key)
-        if first is not None and first[0] != record.offset:
+        if first is not None and first[0] != pos:
             result.duplicates += 1
             return
-        if first is None:
-            self.seen[seen_key] = [record.offset, utc_text(fact.time)]
         closed = self.closed_through(fact.customer_name, subscription.key)
         if is_order_dependent(meter):
             key = series_table_key(fact.customer_name, meter.name, fact.series, None)
+            # Changed in place: insert() raises, if at all, before it changes anything.
             timeline = self.series.get(key)
-            timeline = copy_timeline(timeline) if timeline is not None else empty_timeline()
+            timeline = timeline if timeline is not None else empty_timeline()
             value = fact.value if isinstance(fact.value, Decimal) else Decimal(0)
-            applied = insert(timeline, fact.time, value, fact.measurement.reset_total, record.offset)
-            if applied:
-                self.series[key] = timeline
+            applied = insert(timeline, fact.time, value, fact.measurement.reset_total, pos)
             # A point changes its own period and, through the carried level or the
             # next increment, the later ones too.
             late = range(period.index, closed)
+            changed: Any = timeline
         else:
             key = SEP.join([fact.customer_name, meter.name, fact.series, period_start_text])  # series_table_key
             ends = trial_end(subscription.start_time, plan.trial)
@@ -194,11 +233,14 @@ class Processor:
                 key += TRIAL_SUFFIX
             state = self.series.get(key)
             state = dict(state) if state is not None else {**empty_state(), "end": period_end_text}
-            applied = fold(state, meter, fact.value, record.offset)
-            if applied:
-                self.series[key] = state
+            applied = fold(state, meter, fact.value, pos)
             late = range(period.index, min(period.index + 1, closed))
+            changed = state
+        # Written only now: an item that raised above left no trace in the state.
+        if first is None:
+            self.seen[seen_key] = [pos, utc_text(fact.time)]
         if applied:
+            self.series[key] = changed
             result.folded += 1
             for index in late:
                 result.late_periods.add((fact.customer_name, subscription.key, index))
@@ -217,63 +259,6 @@ class Processor:
             result.max_event_time[record.partition] = fact.time
 
 
-_DELETED = object()  # a deletion waiting for flush()
-
-
-class _WriteBack(MutableMapping[str, Any]):
-    """A table seen through a batch: writes are kept here until `flush`, reads see them."""
-
-    def __init__(self, table: MutableMapping[str, Any]) -> None:
-        self.table = table
-        self.written: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if key in self.written:
-            value = self.written[key]
-            return default if value is _DELETED else value
-        return self.table.get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self.written:
-            value = self.written[key]
-            if value is _DELETED:
-                raise KeyError(key)
-            return value
-        return self.table[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.written[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        if key not in self:
-            raise KeyError(key)
-        self.written[key] = _DELETED
-
-    def __contains__(self, key: object) -> bool:
-        if key in self.written:
-            return self.written[key] is not _DELETED
-        return key in self.table
-
-    def __iter__(self) -> Iterator[str]:
-        for key in self.table:
-            if self.written.get(key) is not _DELETED:
-                yield key
-        for key, value in self.written.items():
-            if key not in self.table and value is not _DELETED:
-                yield key
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def flush(self) -> None:
-        for key, value in self.written.items():
-            if value is _DELETED:
-                self.table.pop(key, None)
-            else:
-                self.table[key] = value
-        self.written.clear()
-
-
 def copy_timeline(timeline: Any) -> dict[str, Any]:
     return {"points": [list(p) for p in timeline["points"]], "base": timeline["base"], "applied": timeline["applied"]}
 
@@ -284,10 +269,6 @@ RAW_COLUMNS = [
 ]
 
 
-def expire_before(now: datetime, window: timedelta) -> str:
-    return format_utc(now.astimezone(timezone.utc) - window)
-
-
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     r = letter.record
     return [
@@ -295,8 +276,4 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
         ("original_topic", r.topic.encode()),
         ("original_partition", str(r.partition).encode()),
         ("original_offset", str(r.offset).encode()),
-    ]
-
-
-def dump_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    ] + ([("original_index", str(letter.index).encode())] if letter.index is not None else [])

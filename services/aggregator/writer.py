@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime
-from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
 from clickhouse_connect.driver.client import Client
@@ -80,6 +78,12 @@ class StoreWriter:
         if rows:
             self._retrying("watermarks", len(rows), lambda: self._insert("watermarks", rows, WATERMARK_COLUMNS))
 
+    def write_batch(self, raw: list[list[Any]], totals: list[list[Any]], watermarks: list[list[Any]]) -> None:
+        """One batch's rows, raw rows first (blocking: callers run it in a thread)."""
+        self.write_raw(raw)
+        self.write_totals(totals)
+        self.write_watermarks(watermarks)
+
     def write_invoices(self, rows: list[list[Any]]) -> None:
         if rows:
             self._retrying("invoices", len(rows), lambda: self._insert("invoices", rows, INVOICE_COLUMNS))
@@ -97,8 +101,3 @@ class StoreWriter:
         except Exception:
             return False
 
-
-def total_row(
-    customer: str, meter: str, series: str, start: datetime, end: datetime, state: dict[str, Any]
-) -> list[Any]:
-    return [customer, meter, series, start, end, Decimal(state["value"]), state["events"], state["applied"]]

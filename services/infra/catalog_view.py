@@ -4,6 +4,11 @@ Each service holds one. A background thread reads the topic from the beginning a
 applies every entity (or tombstone) to an in-memory Catalog; `sync()` blocks until the
 view has read everything written before the call, which is how a service makes sure
 it knows about an entity another service has just accepted.
+
+A record the view cannot read (a key that is not UTF-8, a value that is no entity of
+its kind) is skipped, logged and counted (metering_catalog_records_skipped_total): one
+bad record must not stop every service from following the catalog. Anything else that
+stops the thread makes `ready` false for good, so /readyz says so.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter
 
 from services.infra import topics
 from services.settings import Settings
@@ -24,6 +30,14 @@ from shared.models import Customer, Meter, PricePlan, Subscription
 log = logging.getLogger(__name__)
 
 Entity = Customer | Meter | PricePlan | Subscription
+
+SKIPPED = Counter(
+    "metering_catalog_records_skipped_total",
+    "Catalog records the view could not read and skipped, by the unreadable part",
+    ["part"],
+)
+for _part in ("key", "kind", "value"):
+    SKIPPED.labels(_part)
 
 
 def entity_key(kind: str, key: str) -> bytes:
@@ -51,7 +65,9 @@ class CatalogView:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="catalog-view", daemon=True)
         self._lock = threading.Lock()
-        self.ready = False
+        self._loaded = False
+        # Set when the thread has ended, by stop() or by an error: the view no longer follows.
+        self._ended = threading.Event()
         # Grows with every applied batch, so a reader can tell the catalog changed.
         self.version = 0
 
@@ -63,8 +79,13 @@ class CatalogView:
         self._positions = {p: 0 for p in partitions}
         self._thread.start()
         self.sync(timeout)
-        self.ready = True
+        self._loaded = True
         return self
+
+    @property
+    def ready(self) -> bool:
+        """Loaded, and still following the topic (false for good once the thread ended)."""
+        return self._loaded and not self._ended.is_set()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -94,49 +115,72 @@ class CatalogView:
         with self._progress:
             while any(self._positions.get(p, 0) < high for p, high in targets.items()):
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
+                if left <= 0 or self._ended.is_set():
+                    return False  # a view that stopped will never catch up
                 self._progress.wait(min(left, 0.2))
         return True
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            messages = self._consumer.consume(num_messages=5000, timeout=0.2)
-            if not messages:
-                continue
-            with self._lock:
-                for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            log.warning("catalog topic error: %s", error)
-                        continue
-                    self._apply(message.key(), message.value())
-                self.version += 1
+        try:
+            while not self._stopping.is_set():
+                self._consume_batch()
+        except Exception:
+            log.exception("catalog view stopped: this service no longer follows the catalog and is not ready")
+        finally:
+            self._ended.set()
             with self._progress:
-                for message in messages:
-                    if message.error() is None:
-                        partition, offset = message.partition(), message.offset()
-                        if partition is not None and offset is not None:
-                            self._positions[partition] = offset + 1
-                self._progress.notify_all()
+                self._progress.notify_all()  # sync() callers return False now, not at their deadline
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def _consume_batch(self) -> None:
+        messages = self._consumer.consume(num_messages=5000, timeout=0.2)
+        if not messages:
+            return
+        with self._lock:
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("catalog topic error: %s", error)
+                    continue
+                self._apply(message)
+            self.version += 1
+        with self._progress:
+            for message in messages:
+                if message.error() is None:
+                    partition, offset = message.partition(), message.offset()
+                    if partition is not None and offset is not None:
+                        self._positions[partition] = offset + 1
+            self._progress.notify_all()
+
+    def _apply(self, message: Message) -> None:
+        key, value = message.key(), message.value()
         if key is None:
             return
-        kind, _, name = key.decode().partition("/")
+        where = f"partition {message.partition()} offset {message.offset()}"
+        try:
+            kind, _, name = key.decode().partition("/")
+        except UnicodeDecodeError:
+            _skip("key", "catalog record at %s skipped: its key %r is not UTF-8", where, key[:200])
+            return
         if kind not in MODELS:
-            log.warning("catalog record with unknown kind %r ignored", kind)
+            _skip("kind", "catalog record at %s skipped: unknown kind %r", where, kind[:200])
             return
         if value is None:
             self.catalog.delete(kind, name)
             return
         try:
-            self.catalog.put(MODELS[kind].model_validate_json(value))
-        except ValueError:
-            # Only validated entities are written, so this means a newer writer
-            # wrote a shape this version does not know. Keep going; say so loudly.
-            log.exception("catalog record %s could not be read", key.decode())
+            entity = MODELS[kind].model_validate_json(value)
+        except ValueError as error:  # pydantic's ValidationError, for bad JSON too
+            # Only validated entities are written, so this is a writer this version does
+            # not know (a newer shape, or no validation at all). Keep going; say so loudly.
+            _skip("value", "catalog record %r at %s skipped: its value could not be read: %s", key[:200], where, error)
+            return
+        self.catalog.put(entity)
+
+
+def _skip(part: str, message: str, *args: object) -> None:
+    SKIPPED.labels(part).inc()
+    log.error(message, *args)
 
 
 def publish(settings: Settings, bootstrap: str, changes: list[tuple[str, str, Entity | None]]) -> None:

@@ -7,7 +7,7 @@ processes read the embedded engine that the aggregator owns).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
@@ -38,6 +38,9 @@ def _jsonable(name: str, value: Any) -> Any:
         return str(value.quantize(Decimal("0.01"))) if name in MONEY_COLUMNS else decimal_text(value)
     if isinstance(value, datetime):
         return format_utc(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    if isinstance(value, date):
+        # toStartOfMonth() is a Date: the instant it starts, like every other window.
+        return format_utc(datetime(value.year, value.month, value.day, tzinfo=timezone.utc))
     return value
 
 

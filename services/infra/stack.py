@@ -2,8 +2,8 @@
 
 Used by `metering up` (foreground until Ctrl-C/SIGTERM), by `metering demo` and by the
 end-to-end tests. Each service is its own process, exactly as in production; a service
-that exits unexpectedly is restarted with backoff. Stop order: ingest (no new input),
-rater, aggregator, then the broker.
+that exits unexpectedly is restarted with backoff (services/infra/restart_policy.py).
+Stop order: ingest (no new input), rater, aggregator, then the broker.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import httpx
 
 from services.infra.kafka_broker import LocalKafkaBroker
 from services.infra.processes import spawn, terminate
+from services.infra.restart_policy import RestartBackoff
 from services.infra.topics import ensure_topics
 from services.settings import Settings, settings_env
 
@@ -29,6 +30,7 @@ log = logging.getLogger("metering.stack")
 
 SERVICES = ("aggregator", "rater", "ingest")
 STOP_ORDER = ("ingest", "rater", "aggregator")
+WATCH_SECONDS = 1.0  # how often the supervisor looks for exited services
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Stack:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _watcher: threading.Thread | None = None
     _logs: list[IO[bytes]] = field(default_factory=list)
+    _started: dict[str, float] = field(default_factory=dict)  # monotonic spawn time per service
+    _backoff: dict[str, RestartBackoff] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -72,11 +76,15 @@ class Stack:
                  f"http://127.0.0.1:{self.settings.rater_port}/readyz"]
         self.settings = self.settings.model_copy(update={"ready_peers": ",".join(peers)})
         for name in SERVICES:
-            self.children[name] = self._spawn(name)
+            self._launch(name)
         self.wait_ready(timeout)
         self._watcher = threading.Thread(target=self._watch, name="stack-watch", daemon=True)
         self._watcher.start()
         return self
+
+    def _launch(self, name: str) -> None:
+        self.children[name] = self._spawn(name)
+        self._started[name] = time.monotonic()
 
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, **settings_env(self.settings)}
@@ -107,18 +115,17 @@ class Stack:
         raise RuntimeError(f"pipeline not ready after {timeout:.0f}s: {last}")
 
     def _watch(self) -> None:
-        backoff: dict[str, float] = {}
-        while not self._stopping.wait(1.0):
+        while not self._stopping.wait(WATCH_SECONDS):
             for name, child in list(self.children.items()):
                 code = child.poll()
                 if code is None or self._stopping.is_set():
                     continue
-                delay = backoff.get(name, 1.0)
-                log.error("%s exited with code %s; restarting in %.0fs", name, code, delay)
+                ran_for = time.monotonic() - self._started.get(name, time.monotonic())
+                delay = self._backoff.setdefault(name, RestartBackoff()).delay(ran_for)
+                log.error("%s exited with code %s after %.0fs; restarting in %.0fs", name, code, ran_for, delay)
                 if self._stopping.wait(delay):
                     return
-                backoff[name] = min(delay * 2, 30.0)
-                self.children[name] = self._spawn(name)
+                self._launch(name)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -35,7 +35,13 @@ DEAD_LETTERS = TopicSpec(
     "dead-letters", "original key", "original bytes; headers carry reason and origin"
 )
 
-ALL = (MEASUREMENTS, CATALOG, PERIOD_TOTALS, INVOICES, LIMIT_EVENTS, DEAD_LETTERS)
+AGGREGATOR_STATE = TopicSpec(
+    "aggregator-state", "'<partition>/<sequence>'",
+    "the aggregator's state log: JSON lists of changes (services/aggregator/state_log.py)",
+    compacted=True,
+)
+
+ALL = (MEASUREMENTS, CATALOG, PERIOD_TOTALS, INVOICES, LIMIT_EVENTS, DEAD_LETTERS, AGGREGATOR_STATE)
 
 
 def name(settings: Settings, spec: TopicSpec) -> str:

@@ -21,9 +21,17 @@ from services.infra import topics
 from services.infra.store_reader import StoreReader
 from services.ingest.catalog_routes import CatalogWriter, catalog_router
 from services.ingest.metrics import DELIVERY, EVENTS, QUEUE, REJECTIONS, REQUESTS, field_label
-from services.ingest.publisher import Unavailable
+from services.ingest.publisher import RecordTooLarge, Unavailable
 from services.ingest.read_routes import read_router
-from services.ingest.validation import BodyError, FieldError, judge, parse_body, parse_measurement
+from services.ingest.validation import (
+    BodyError,
+    FieldError,
+    judge,
+    largest_field,
+    oversized,
+    parse_body,
+    parse_measurement,
+)
 from services.settings import Settings
 from shared.catalog import Catalog
 from shared.models import Measurement
@@ -41,7 +49,9 @@ class CatalogSource(Protocol):
     """What the API needs of a catalog view (CatalogView in production)."""
 
     catalog: Catalog
-    ready: bool
+
+    @property
+    def ready(self) -> bool: ...
 
     def sync(self, timeout: float = 10.0) -> bool: ...
 
@@ -102,6 +112,25 @@ def create_app(
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def reject(route: str, status: int, error: str, errors: list[FieldError], count: int, single: bool) -> Response:
+        EVENTS.labels("rejected").inc(count)
+        for problem in errors:
+            REJECTIONS.labels(field_label(problem.field)).inc()
+        if single:
+            errors = [FieldError(None, e.field, e.reason) for e in errors]
+        return _respond(route, status, {"error": error, "errors": [e.as_json() for e in errors]})
+
+    async def read_json(request: Request, route: str) -> Any:
+        """The body as JSON, or the 413/400 response that refuses it."""
+        try:
+            return parse_body(await read_body(request))
+        except BodyTooLarge:
+            reason = f"at most {settings.max_body_bytes} bytes"
+            return _respond(route, 413, {"error": "body too large", "errors": [{"field": "body", "reason": reason}],
+                                         "limit_bytes": settings.max_body_bytes})
+        except BodyError as error:
+            return _respond(route, 400, {"error": "invalid body", "errors": [{"field": "body", "reason": str(error)}]})
+
     async def accept(raw_items: list[Any], route: str, single: bool) -> Response:
         received_at = datetime.now(timezone.utc)
         parsed: list[Measurement] = []
@@ -117,16 +146,19 @@ def create_app(
                 view.sync(5.0)  # a catalog change may be in flight; judge again once
                 facts, errors = judge(parsed, view.catalog, received_at, limits, subscription_at=subscription_at)
         if errors:
-            EVENTS.labels("rejected").inc(len(raw_items))
-            for error in errors:
-                REJECTIONS.labels(field_label(error.field)).inc()
-            if single:
-                errors = [FieldError(None, e.field, e.reason) for e in errors]
-            return _respond(route, 400, {"error": "invalid measurements", "errors": [e.as_json() for e in errors]})
+            return reject(route, 400, "invalid measurements", errors, len(raw_items), single)
         records = [_record(m, f, received_at) for m, f in zip(parsed, facts)]
+        # Judged whole before the first record is produced: the broker would refuse an
+        # oversized record only after the ones before it were on their way.
+        too_large = oversized(records, parsed, settings.max_record_bytes)
+        if too_large:
+            return reject(route, 413, "record too large", too_large, len(raw_items), single)
         try:
             with DELIVERY.time():
                 await publisher.publish(topic, records)
+        except RecordTooLarge as error:  # the publisher's own limit is lower than ours
+            problem = FieldError(error.index, largest_field(parsed[error.index]), str(error))
+            return reject(route, 413, "record too large", [problem], len(raw_items), single)
         except Unavailable as error:
             log.warning("broker unavailable: %s", error)
             EVENTS.labels("unavailable").inc(len(records))
@@ -148,12 +180,9 @@ def create_app(
 
     @app.post("/measurements/batch", status_code=202, openapi_extra=batch_doc, tags=["measurements"])
     async def post_batch(request: Request) -> Response:
-        try:
-            body = parse_body(await read_body(request))
-        except BodyTooLarge:
-            return _respond("batch", 413, {"error": "body too large", "limit_bytes": settings.max_body_bytes})
-        except BodyError as error:
-            return _respond("batch", 400, {"error": "invalid body", "errors": [{"field": "body", "reason": str(error)}]})
+        body = await read_json(request, "batch")
+        if isinstance(body, Response):
+            return body
         if not isinstance(body, list):
             return _respond("batch", 400, {"error": "invalid body", "errors": [{"field": "body", "reason": "must be a JSON array of measurements"}]})
         if len(body) > settings.batch_limit:
@@ -162,12 +191,9 @@ def create_app(
 
     @app.post("/measurements", status_code=202, openapi_extra=body_doc(measurement_schema), tags=["measurements"])
     async def post_one(request: Request) -> Response:
-        try:
-            body = parse_body(await read_body(request))
-        except BodyTooLarge:
-            return _respond("one", 413, {"error": "body too large", "limit_bytes": settings.max_body_bytes})
-        except BodyError as error:
-            return _respond("one", 400, {"error": "invalid body", "errors": [{"field": "body", "reason": str(error)}]})
+        body = await read_json(request, "one")
+        if isinstance(body, Response):
+            return body
         return await accept([body], "one", single=True)
 
     # Catalog routes first: they match on the raw path, so `/customers/a%2Fusage` is the

@@ -43,8 +43,9 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 from starlette.concurrency import run_in_threadpool
 
-from services.infra.catalog_view import Entity, publish
+from services.infra.catalog_view import Entity, entity_key, publish
 from services.ingest.routing import RawPathRoute
+from services.ingest.validation import BodyError, parse_body, too_deep
 from services.settings import Settings
 from shared.catalog import Catalog, entity_problems
 from shared.errors import field_errors
@@ -63,6 +64,9 @@ SYNC_TIMEOUT = 10.0
 VISIBLE_TIMEOUT = 10.0
 RETRY_AFTER_SECONDS = "5"
 MAX_LISTED = 10  # dependents named in a 409 reason
+# Deepest nesting of arrays and objects in a body: a catalog entity needs about six
+# levels; pydantic's JSON parser, which reads the stored entity back, stops near 200.
+MAX_JSON_DEPTH = 32
 
 
 class CatalogReader(Protocol):
@@ -143,25 +147,42 @@ def catalog_router(
 
     # ---- shared steps ------------------------------------------------------------
 
+    # An entity travels as one catalog record, so a body larger than a record cannot be
+    # written whatever it holds: refused as it streams in, before it is parsed.
+    body_limit = min(settings.max_body_bytes, settings.max_record_bytes)
+
     async def read_json(request: Request) -> Any:
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise _BodyProblem(413, "body too large", f"at most {settings.max_body_bytes} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > body_limit:
+            raise _BodyProblem(413, "body too large", f"at most {body_limit} bytes")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > settings.max_body_bytes:
-                raise _BodyProblem(413, "body too large", f"at most {settings.max_body_bytes} bytes")
+            if size > body_limit:
+                raise _BodyProblem(413, "body too large", f"at most {body_limit} bytes")
             chunks.append(chunk)
         try:
-            parsed = json.loads(b"".join(chunks), parse_constant=_reject_constant)
+            parsed = parse_body(b"".join(chunks), allow_constants=False)
+        except BodyError as error:
+            raise _BodyProblem(400, "invalid body", str(error)) from error
+        # Unknown fields are kept and stored as sent, so their nesting must stay well
+        # within what pydantic's JSON parser (and json.dumps below) can walk back.
+        if too_deep(parsed, MAX_JSON_DEPTH):
+            raise _BodyProblem(400, "invalid body", f"body is nested more than {MAX_JSON_DEPTH} levels deep")
+        try:
             # "\ud800" is valid JSON text but no character: it could not be written as UTF-8.
             json.dumps(parsed, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as error:
             raise _BodyProblem(400, "invalid body", "body is not valid JSON: it holds an unpaired UTF-16 surrogate") from error
-        except (UnicodeDecodeError, ValueError) as error:
-            raise _BodyProblem(400, "invalid body", f"body is not valid JSON: {error}") from error
         return parsed
+
+    def record_too_large(kind: _Kind, entity: Entity) -> Refusal | None:
+        """A body within the limit can still encode larger (1e300 is written in 301 digits)."""
+        size = len(entity_key(kind.kind, _key_of(entity))) + len(entity.model_dump_json(exclude_none=True).encode())
+        if size <= settings.max_record_bytes:
+            return None
+        reason = f"the {kind.label} encodes to {size} bytes; a catalog record holds at most {settings.max_record_bytes}"
+        return Refusal(413, "entity too large", [("body", reason)])
 
     def judge_and_write(kind: _Kind, key: str, entity: Entity | None, judge: Callable[[Catalog], Refusal | None]) -> Refusal | None:
         with write_lock:
@@ -237,9 +258,10 @@ def catalog_router(
         for field, value in (fill or {}).items():
             raw.setdefault(field, value)
         try:
-            return kind.model.model_validate(raw)
+            entity = kind.model.model_validate(raw)
         except ValidationError as error:
             return Refusal(400, f"invalid {kind.label}", field_errors(error))
+        return record_too_large(kind, entity) or entity
 
     # ---- customers, meters, price plans: addressed by name ----------------------
 
@@ -445,11 +467,6 @@ class _BodyProblem(Exception):
     def __init__(self, status: int, error: str, reason: str) -> None:
         super().__init__(reason)
         self.status, self.error, self.reason = status, error, reason
-
-
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; JSON does not, and neither do we.
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _judged(judge: Callable[[Catalog], Refusal | None], catalog: Catalog) -> Refusal | None:

@@ -13,13 +13,23 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from services.settings import MAX_RECORD_BYTES
 
 MAX_QUEUE = 500_000
 
 
 class Unavailable(Exception):
     """The broker cannot take the batch now; the client should retry later."""
+
+
+class RecordTooLarge(Exception):
+    """A record of the batch exceeds the record limit; nothing of the batch was produced."""
+
+    def __init__(self, index: int, size: int, limit: int) -> None:
+        super().__init__(f"record {index} is {size} bytes; at most {limit}")
+        self.index, self.size, self.limit = index, size, limit
 
 
 @dataclass
@@ -31,7 +41,8 @@ class _Batch:
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 15000) -> None:
+    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 15000, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+        self.max_record_bytes = max_record_bytes
         # Set by librdkafka's error callback when every broker is down, cleared by the
         # next successful delivery: while set, batches are refused at once with a 503
         # instead of waiting out the delivery timeout.
@@ -76,9 +87,14 @@ class Publisher:
         return reachable
 
     async def publish(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-        """Produce all records; return once all are acknowledged, else raise Unavailable."""
+        """Produce all records; return once all are acknowledged, else raise Unavailable.
+
+        RecordTooLarge is raised before anything is produced: librdkafka refuses an
+        oversized record only when it reaches it, after the records before it are queued.
+        """
         if not records:
             return
+        _check_sizes(records, self.max_record_bytes)
         if self.all_brokers_down and not self.broker_reachable(timeout=0.5):
             raise Unavailable("no broker is reachable")
         if len(self._producer) + len(records) > MAX_QUEUE:
@@ -103,12 +119,23 @@ class Publisher:
             # Records already queued will still be delivered; the client's retry is
             # deduplicated by measurement id, so reporting failure here is safe.
             raise Unavailable("producer queue is full") from error
+        except KafkaException as error:
+            # Any other refusal by the client (e.g. a fatal idempotence error): the same
+            # reasoning holds, and a 503 tells the client more than a 500 would.
+            raise Unavailable(f"producer refused a record: {error}") from error
         await batch.future
 
     def close(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self._thread.join(timeout=5)
         self._producer.flush(timeout)
+
+
+def _check_sizes(records: list[tuple[bytes, bytes]], limit: int) -> None:
+    for index, (key, value) in enumerate(records):
+        size = len(key) + len(value)
+        if size > limit:
+            raise RecordTooLarge(index, size, limit)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

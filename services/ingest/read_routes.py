@@ -20,7 +20,7 @@ from shared.rating import RatingInput, invoice_total, rate
 from shared.models.json_types import format_utc
 from shared.money import decimal_text
 from shared.timeline import empty_timeline, insert, is_order_dependent, quantity
-from shared.windows import WINDOWS, windows
+from shared.windows import WINDOWS, next_window, windows
 
 MAX_WINDOWS = 10_000
 
@@ -37,7 +37,35 @@ def _instant(text: str, field: str) -> datetime:
         raise BadParameter(field, "is not an RFC 3339 date-time (e.g. 2026-01-01T00:00:00Z)") from error
     if value.tzinfo is None:
         raise BadParameter(field, "must carry a timezone (e.g. a trailing Z)")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as error:
+        # 0001-01-01T00:00:00+01:00 is valid RFC 3339 but falls before year 1 in UTC.
+        raise BadParameter(field, "is outside the supported range (years 0001 to 9999 in UTC)") from error
+
+
+def _windows(start: datetime, end: datetime, window: str) -> list[tuple[datetime, datetime]]:
+    try:
+        return windows(start, end, window, MAX_WINDOWS)
+    except ValueError as error:
+        raise BadParameter("window", str(error)) from error
+    except OverflowError as error:
+        # The window holding end_time would end after 9999-12-31 (e.g. a day or a month
+        # window ending in 10000): datetime has no such instant.
+        raise BadParameter("end_time", f"its {window} window would end after year 9999") from error
+
+
+def _usage_row(row: dict[str, Any], window: str) -> dict[str, Any]:
+    """A stored window's row with its start and end in RFC 3339 UTC.
+
+    The store may name a month by its first day ("2026-11-01": ClickHouse's
+    toStartOfMonth is a Date, not a DateTime), so the start is read in any ISO spelling
+    and the end is computed from it, never looked up by its spelling.
+    """
+    start = datetime.fromisoformat(str(row["window_start"]).replace("Z", "+00:00"))
+    start = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start.astimezone(timezone.utc)
+    return {"window_start": format_utc(start), "window_end": format_utc(next_window(start, window)),
+            "series": row["series"], "value": row["value"]}
 
 
 class BadParameter(Exception):
@@ -70,10 +98,7 @@ def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRoute
                 raise BadParameter("end_time", "must be after start_time")
             if window not in WINDOWS:
                 raise BadParameter("window", "must be one of hour, day, month")
-            try:
-                spans = windows(start, end, window, MAX_WINDOWS)
-            except ValueError as error:
-                raise BadParameter("window", str(error)) from error
+            spans = _windows(start, end, window)
             params = {"customer_name": name, "meter_name": meter_name,
                       "start_time": format_utc(start), "end_time": format_utc(end), "window": window}
             if is_order_dependent(meter):
@@ -81,9 +106,7 @@ def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRoute
                 data = _from_points(meter, points, spans, start, end)
             else:
                 rows = await reader.read("usage", {**params, "aggregation": meter.aggregation})
-                ends = dict((format_utc(s), format_utc(e)) for s, e in spans)
-                data = [{"window_start": r["window_start"], "window_end": ends.get(r["window_start"]),
-                         "series": r["series"], "value": r["value"]} for r in rows]
+                data = [_usage_row(row, window) for row in rows]
         except BadParameter as error:
             return _error(400, error.field, error.reason)
         except QueryError as error:

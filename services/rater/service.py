@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,16 +21,23 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from services.infra import topics
+from services.infra import dead_letters, topics
 from services.infra.catalog_view import CatalogView
 from services.rater.invoicing import UnknownPlan, immediate_invoice_for, invoice_for
 from services.rater.ledger import Ledger
-from services.rater.metrics import AMOUNT, INVOICES, PERIODS_CLOSED, RATING, UNCHANGED
+from services.rater.metrics import DEAD_LETTERS, PERIODS_CLOSED, RATING, UNCHANGED, count_published
 from shared.models.invoice import Invoice, PeriodTotals
 from services.settings import Settings
 
 log = logging.getLogger("metering.rater")
 
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A PeriodTotals record that can never be rated: it goes to the dead-letter topic."""
+
+    label: str  # bounded metric label (metrics.DEAD_LETTER_REASONS)
+    reason: str  # the `reason` header, "<field>: <why>"
 
 
 def load_ledger(bootstrap: str, topic: str, timeout: float = 30.0) -> Ledger:
@@ -71,6 +79,7 @@ class Rater:
         self.view = CatalogView(settings, bootstrap)
         self.invoices_topic = topics.name(settings, topics.INVOICES)
         self.totals_topic = topics.name(settings, topics.PERIOD_TOTALS)
+        self.dead_letters_topic = topics.name(settings, topics.DEAD_LETTERS)
         self.ready = False
         self.stopping = threading.Event()
 
@@ -118,36 +127,62 @@ class Rater:
             self.view.stop()
 
     def _transact(self, producer: Producer, consumer: Consumer, ledger: Ledger, messages: list[Any]) -> None:
+        """Rate a batch; its invoices, dead letters and consumer offsets commit together.
+
+        A record that can never be rated is dead-lettered in the same transaction that
+        commits its offset, so it is dead-lettered exactly once and the rater goes on.
+        """
         producer.begin_transaction()
         published: list[Invoice] = []
+        rejected: list[DeadLetter] = []
+        unchanged = 0
         try:
             for message in messages:
-                invoice = self._rate(message.value(), ledger)
-                if invoice is None:
-                    UNCHANGED.inc()
-                    continue
-                producer.produce(
-                    self.invoices_topic, key=invoice.customer_name.encode(),
-                    value=invoice.model_dump_json(exclude_none=True).encode(),
-                )
-                ledger.record(invoice)
-                published.append(invoice)
+                outcome = self._rate(message.value(), ledger)
+                if outcome is None:
+                    unchanged += 1
+                elif isinstance(outcome, DeadLetter):
+                    self._dead_letter(producer, message, outcome)
+                    rejected.append(outcome)
+                else:
+                    producer.produce(
+                        self.invoices_topic, key=outcome.customer_name.encode(),
+                        value=outcome.model_dump_json(exclude_none=True).encode(),
+                    )
+                    ledger.record(outcome)
+                    published.append(outcome)
             producer.send_offsets_to_transaction(
                 consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
             )
             producer.commit_transaction(60)
-        except (KafkaException, UnknownPlan):
+        except Exception:
+            # A failure here (broker trouble, a catalog view that could not catch up) is
+            # not the record's fault: abort, stop, and let the restart rate it again.
             log.exception("transaction failed; aborting and stopping for a clean restart")
             producer.abort_transaction(30)
             raise
+        # Counted only once committed: an aborted batch is rated again after the restart.
+        UNCHANGED.inc(unchanged)
+        for letter in rejected:
+            DEAD_LETTERS.labels(letter.label).inc()
         for invoice in published:
-            INVOICES.labels(invoice.kind).inc()
-            AMOUNT.labels(invoice.currency).inc(float(invoice.total))
+            count_published(invoice)
             log.info(
                 "published %s %s rev %d for %s: total %s", invoice.kind, invoice.invoice_id,
                 invoice.revision, invoice.customer_name, invoice.total,
                 extra={"invoice_id": invoice.invoice_id, "customer_name": invoice.customer_name},
             )
+
+    def _dead_letter(self, producer: Producer, message: Any, letter: DeadLetter) -> None:
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), letter.reason,
+            extra={"topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
+                   "reason": letter.reason},
+        )
+        producer.produce(
+            self.dead_letters_topic, key=message.key(), value=message.value(),
+            headers=dead_letters.headers(letter.reason, message.topic(), message.partition(), message.offset()),
+        )
 
     def _charge_immediately(self, producer: Producer, ledger: Ledger) -> None:
         """Publish the immediate invoice of each subscription whose add-ons ask for one.
@@ -177,24 +212,33 @@ class Rater:
             raise
         for invoice in due:
             ledger.record(invoice)
-            INVOICES.labels(invoice.kind).inc()
-            AMOUNT.labels(invoice.currency).inc(float(invoice.total))
+            count_published(invoice)
             log.info("published immediate %s %s for %s: total %s", invoice.kind, invoice.invoice_id,
                      invoice.customer_name, invoice.total)
 
-    def _rate(self, raw: bytes | None, ledger: Ledger) -> Invoice | None:
+    def _rate(self, raw: bytes | None, ledger: Ledger) -> Invoice | DeadLetter | None:
+        """The invoice to publish, None when nothing changed, or why it can never be rated."""
+        if not raw:
+            return DeadLetter("unreadable", dead_letters.unreadable("period_totals", "PeriodTotals", None))
         try:
-            event = PeriodTotals.model_validate_json(raw or b"")
-        except ValidationError:
-            log.exception("unreadable PeriodTotals record skipped")
-            return None
+            event = PeriodTotals.model_validate_json(raw)
+        except ValidationError as error:
+            return DeadLetter("unreadable", dead_letters.unreadable("period_totals", "PeriodTotals", error))
         PERIODS_CLOSED.labels(event.reason).inc()
         with RATING.time():
             try:
                 return invoice_for(event, self.view.catalog, ledger, datetime.now(timezone.utc))
             except UnknownPlan:
-                self.view.sync(10)
+                # Another service may have just added the plan: catch up once, then judge.
+                if not self.view.sync(10):
+                    raise  # the view is behind, not the record wrong: retry after a restart
+            try:
                 return invoice_for(event, self.view.catalog, ledger, datetime.now(timezone.utc))
+            except UnknownPlan:
+                return DeadLetter(
+                    "unknown_plan",
+                    f"price_plan_name: unknown plan {event.price_plan_name!r} (not in the catalog after a sync)",
+                )
 
 
 def serve_health(rater: Rater, host: str, port: int) -> ThreadingHTTPServer:

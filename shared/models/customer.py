@@ -1,8 +1,11 @@
-"""Customer, exactly the seed schema `000_*.txt` (Octane's Customer)."""
+"""Customer, exactly the seed schema `000_*.txt` (Octane's Customer), with one documented
+bound the seed lacks: `name` is at most MAX_NAME_LENGTH characters (shared.models.limits)."""
 
 from __future__ import annotations
 
 from typing import Annotated
+
+from pydantic import Field
 
 from shared.models.base import SeedModel
 from shared.models.json_types import (
@@ -13,6 +16,7 @@ from shared.models.json_types import (
     UriString,
     UtcDateTime,
 )
+from shared.models.limits import MAX_NAME_LENGTH
 
 
 class ContactInfo(SeedModel):
@@ -32,7 +36,9 @@ class ContactInfo(SeedModel):
 
 
 class Customer(SeedModel):
-    name: JsonString
+    # The name is the customer's key everywhere (catalog topic, measurement records,
+    # paths); a bound keeps every record that carries it within the broker's limit.
+    name: Annotated[JsonString, Field(max_length=MAX_NAME_LENGTH)]
     display_name: JsonString | None = None
     contact_info: ContactInfo | None = None
     created_at: UtcDateTime | None = None

@@ -9,10 +9,20 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, StrictBool, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictStr,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.models.base import ClosedModel
 from shared.models.json_types import UtcDateTime
+from shared.models.limits import MAX_ID_LENGTH, MAX_LABEL_LENGTH, MAX_LABELS, MAX_NAME_LENGTH, MAX_VALUE_LENGTH
 from shared.money import decimal_text
 
 
@@ -26,6 +36,10 @@ def _number_or_string(value: Any) -> Decimal | str:
     if isinstance(value, (int, Decimal)):
         return Decimal(value)
     if isinstance(value, str):
+        # Bounded before anything parses it: Decimal() of a million digits is slow, and
+        # a STRING meter keeps every distinct value in its series state.
+        if len(value) > MAX_VALUE_LENGTH:
+            raise ValueError(f"must be at most {MAX_VALUE_LENGTH} characters as a string")
         return value
     raise ValueError("must be a number (or a string for a STRING meter)")
 
@@ -54,24 +68,26 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
-Text = Annotated[StrictStr, AfterValidator(_no_control_characters)]
+def _text(min_length: int, max_length: int) -> StringConstraints:
+    return StringConstraints(min_length=min_length, max_length=max_length)
 
-MAX_ID_LENGTH = 256
-MAX_LABELS = 32
-MAX_LABEL_LENGTH = 256
+
+# The length constraint sits on the string itself, before the control-character check:
+# checked after a validator, pydantic would report it in "items" instead of characters.
+Id = Annotated[StrictStr, _text(1, MAX_ID_LENGTH), AfterValidator(_no_control_characters)]
+Name = Annotated[StrictStr, _text(1, MAX_NAME_LENGTH), AfterValidator(_no_control_characters)]
+LabelKey = Annotated[StrictStr, _text(1, MAX_LABEL_LENGTH), AfterValidator(_no_control_characters)]
+LabelValue = Annotated[StrictStr, _text(0, MAX_LABEL_LENGTH), AfterValidator(_no_control_characters)]
 
 
 class Measurement(ClosedModel):
-    id: Text = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    meter_name: Text | None = Field(default=None, min_length=1)
-    event_name: Text | None = Field(default=None, min_length=1)
-    customer_name: Text | None = Field(default=None, min_length=1)
+    id: Id
+    meter_name: Name | None = None
+    event_name: Name | None = None
+    customer_name: Name | None = None
     value: MeasurementValue
     time: UtcDateTime | None = None
-    labels: dict[
-        Annotated[Text, Field(min_length=1, max_length=MAX_LABEL_LENGTH)],
-        Annotated[Text, Field(max_length=MAX_LABEL_LENGTH)],
-    ] = Field(default_factory=dict, max_length=MAX_LABELS)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
     reset_total: StrictBool = False
 
     @model_validator(mode="after")

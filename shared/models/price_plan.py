@@ -2,7 +2,9 @@
 
 One deliberate reading: the seed marks `PriceTier.cap` with the OpenAPI keyword
 `nullable: true`, so `cap: null` (no upper bound) is accepted, as the seed's authors
-meant and as semantics.md uses it. Everything else is draft-07 to the letter.
+meant and as semantics.md uses it. One documented bound the seed lacks: `name` is at
+most MAX_NAME_LENGTH characters (shared.models.limits), as every catalog name is.
+Everything else is draft-07 to the letter.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from shared.models.json_types import (
     JsonString,
     UtcDateTime,
 )
+from shared.models.limits import MAX_NAME_LENGTH
 
 NonNegativeNumber = Annotated[JsonNumber, Field(ge=0)]
 SchemeType = Literal["FLAT", "TIERED", "VOLUME", "PACKAGE"]
@@ -82,7 +85,7 @@ class Trial(SeedModel):
 
 
 class PricePlan(SeedModel):
-    name: JsonString
+    name: Annotated[JsonString, Field(max_length=MAX_NAME_LENGTH)]
     display_name: JsonString | None = None
     description: JsonString | None = None
     external_uuid: JsonString | None = None

@@ -6,6 +6,7 @@ from pydantic import Field, StrictInt, StrictStr, model_validator
 
 from shared.models.base import ClosedModel
 from shared.models.json_types import UtcDateTime
+from shared.models.limits import MAX_NAME_LENGTH
 
 
 class SubscribedAddOn(ClosedModel):
@@ -14,8 +15,8 @@ class SubscribedAddOn(ClosedModel):
 
 
 class Subscription(ClosedModel):
-    customer_name: StrictStr = Field(min_length=1)
-    price_plan_name: StrictStr = Field(min_length=1)
+    customer_name: StrictStr = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    price_plan_name: StrictStr = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     start_time: UtcDateTime
     end_time: UtcDateTime | None = None
     add_ons: list[SubscribedAddOn] = Field(default_factory=list)

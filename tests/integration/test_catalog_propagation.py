@@ -10,8 +10,9 @@ from typing import Iterator
 from urllib.parse import quote
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from services.demo import GROWTH_PLAN
 from services.infra import topics
@@ -159,3 +160,57 @@ def test_refused_writes_leave_the_topic_untouched(
     assert client.post("/subscriptions", json={"customer_name": "ghost", "price_plan_name": "growth-plan",
                                                "start_time": "2026-01-01T00:00:00Z"}).status_code == 400
     assert _records(settings, kafka_bootstrap) == before
+
+
+def _produce_raw(settings: Settings, bootstrap: str, records: list[tuple[bytes, bytes | None]]) -> None:
+    """Records as a writer that skips validation (or a newer version) would write them."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for key, value in records:
+        producer.produce(topics.name(settings, topics.CATALOG), key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def _skipped(part: str) -> float:
+    return REGISTRY.get_sample_value("metering_catalog_records_skipped_total", {"part": part}) or 0.0
+
+
+def test_unreadable_catalog_records_are_skipped_logged_and_counted(
+    settings: Settings, kafka_bootstrap: str, ingest: tuple[TestClient, CatalogView], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, view = ingest
+    before = {part: _skipped(part) for part in ("key", "kind", "value")}
+    _produce_raw(settings, kafka_bootstrap, [
+        (b"customers/\xff\xfe", b'{"name": "x"}'),  # a key that is not UTF-8
+        (b"meters/\xc3", None),  # a tombstone with one
+        (b"customers/bad", b"{not json"),  # a value that is not JSON
+        (b"customers/typed", b'{"name": 7}'),  # JSON, but no customer
+        (b"widgets/w", b"{}"),  # a kind this version does not know
+    ])
+    # A write after them answers only once this view applied it: the thread went on.
+    assert client.post("/customers", json={"name": "after"}).status_code == 201
+    assert set(view.catalog.customers) == {"after"}
+    assert view.ready and client.get("/readyz").status_code == 200
+    assert {part: _skipped(part) - before[part] for part in before} == {"key": 2, "kind": 1, "value": 2}
+    assert sum("skipped" in record.getMessage() for record in caplog.records) == 5
+
+
+def test_a_view_whose_thread_stopped_is_not_ready(
+    settings: Settings, kafka_bootstrap: str, ingest: tuple[TestClient, CatalogView]
+) -> None:
+    client, view = ingest
+    assert client.get("/readyz").status_code == 200
+
+    def broken(entity: object) -> None:
+        raise RuntimeError("a bug while applying an entity")
+
+    view.catalog.put = broken  # type: ignore[method-assign]
+    _produce_raw(settings, kafka_bootstrap, [(b"customers/c", b'{"name": "c"}')])
+    deadline = time.monotonic() + 30
+    while view.ready and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not view.ready
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["checks"]["catalog"] is False
+    started = time.monotonic()
+    assert not view.sync(10)  # a stopped view never catches up, and says so at once
+    assert time.monotonic() - started < 5

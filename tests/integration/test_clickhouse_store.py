@@ -63,3 +63,19 @@ def test_hostile_customer_names_round_trip_through_parameterized_queries(store_s
     assert queries.measurement_count(client, {"customer_name": name + "x"}) == {"count": 0}
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert "measurements" in tables
+
+
+@pytest.mark.parametrize("window,start", [
+    ("hour", "2026-01-05T00:00:00Z"), ("day", "2026-01-05T00:00:00Z"),
+    # toStartOfMonth() is a Date, not a DateTime: it too must read as an instant.
+    ("month", "2026-01-01T00:00:00Z"),
+])
+def test_usage_windows_start_as_rfc3339_instants(store_settings: Settings, window: str, start: str) -> None:
+    client = connect(store_settings)
+    apply_migrations(client)
+    StoreWriter(client).write_raw([_raw("acme", "only", "5", 1)])
+    rows = queries.windowed_usage(client, {
+        "customer_name": "acme", "meter_name": "api_calls", "start_time": "2026-01-01T00:00:00Z",
+        "end_time": "2026-02-01T00:00:00Z", "window": window, "aggregation": "SUM",
+    })
+    assert [(r["window_start"], r["value"]) for r in rows] == [(start, "5")]

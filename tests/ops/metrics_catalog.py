@@ -65,12 +65,18 @@ CATALOG: dict[str, dict[str, Metric]] = {
         "metering_aggregator_period_events_total": Metric(
             "counter", ("reason",), _enum(reason="closed|late_usage")
         ),
+        "metering_aggregator_invoice_dead_letters_total": Metric("counter"),
     },
     "rater": {
         "metering_rater_periods_closed_total": Metric("counter"),
         "metering_rater_invoices_published_total": Metric("counter", ("kind",), _enum(kind="invoice|correction")),
         "metering_rater_periods_unchanged_total": Metric("counter"),
-        "metering_rater_invoiced_amount_total": Metric("counter", ("currency",)),
+        "metering_rater_invoiced_amount_total": Metric(
+            "counter", ("currency", "direction"), _enum(direction="charged|credited")
+        ),
+        "metering_rater_dead_letters_total": Metric(
+            "counter", ("reason",), _enum(reason="unreadable|unknown_plan")
+        ),
         "metering_rater_rating_duration_seconds": Metric("histogram"),
     },
 }

@@ -199,6 +199,7 @@ def healthy_aggregator(partitions: tuple[int, ...]) -> Callable[[FakeService, in
         m["metering_aggregator_ingest_to_stored_seconds"].observe(0.5)
         m["metering_aggregator_period_events_total"].labels(reason="closed").inc(0)
         m["metering_aggregator_period_events_total"].labels(reason="late_usage").inc(0)
+        m["metering_aggregator_invoice_dead_letters_total"].inc(0)
 
     return tick
 
@@ -209,7 +210,10 @@ def healthy_rater(svc: FakeService, n: int) -> None:
     m["metering_rater_invoices_published_total"].labels(kind="invoice").inc(0)
     m["metering_rater_invoices_published_total"].labels(kind="correction").inc(0)
     m["metering_rater_periods_unchanged_total"].inc(0)
-    m["metering_rater_invoiced_amount_total"].labels(currency="USD").inc(0)
+    m["metering_rater_invoiced_amount_total"].labels(currency="USD", direction="charged").inc(0)
+    m["metering_rater_invoiced_amount_total"].labels(currency="USD", direction="credited").inc(0)
+    m["metering_rater_dead_letters_total"].labels(reason="unreadable").inc(0)
+    m["metering_rater_dead_letters_total"].labels(reason="unknown_plan").inc(0)
     m["metering_rater_rating_duration_seconds"].observe(0.002)
 
 
@@ -244,10 +248,14 @@ def broken_aggregator(svc: FakeService, n: int) -> None:
     m["metering_aggregator_clickhouse_errors_total"].labels(table="measurements").inc(1)
     m["metering_aggregator_ingest_to_stored_seconds"].observe(30)
     m["metering_aggregator_period_events_total"].labels(reason="closed").inc(3)
+    m["metering_aggregator_invoice_dead_letters_total"].inc(1)
 
 
 def broken_rater(svc: FakeService, n: int) -> None:
-    # never publishes: the invoices counter has no series at all
+    # never publishes (the invoices counter has no series at all), and dead-letters some
+    # of what it reads: fewer than the aggregator closes, so periods still go missing
+    svc.metrics["metering_rater_dead_letters_total"].labels(reason="unreadable").inc(1)
+    svc.metrics["metering_rater_dead_letters_total"].labels(reason="unknown_plan").inc(1)
     svc.metrics["metering_rater_periods_closed_total"].inc(0)
     svc.metrics["metering_rater_periods_unchanged_total"].inc(0)
     svc.metrics["metering_rater_rating_duration_seconds"].observe(0.002)

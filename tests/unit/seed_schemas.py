@@ -7,7 +7,9 @@ as JSON up to the end of the file). They live in the repository's parent directo
 The validator is draft-07 with `Draft7Validator.FORMAT_CHECKER`, extended by exactly
 one thing: the OpenAPI keyword `nullable: true` lets `null` through the `type` check
 (the seed marks `PriceTier.cap` so; see the docstring of shared/models/price_plan.py).
-Nothing else about draft-07 is relaxed.
+Nothing else about draft-07 is relaxed. The schema is tightened by exactly one thing:
+our documented name bound (docs/decisions.md, "Limits"), `maxLength` on the entity's
+`name`, so the agreement tests hold the models to the seed plus that bound, no more.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft7Validator, ValidationError, validators
+
+from shared.models.limits import MAX_NAME_LENGTH
 
 CUSTOMER_SEED = "000_1ddb7fb408c24a1d.txt"
 PRICE_PLAN_SEED = "003_79585cfe52c2b8ed.txt"
@@ -65,8 +69,15 @@ def _nullable_type(
 NullableDraft7Validator: Any = validators.extend(Draft7Validator, {"type": _nullable_type})
 
 
+def with_name_bound(schema: dict[str, Any]) -> dict[str, Any]:
+    """The seed schema with our name bound: `maxLength` on the root `name` property."""
+    bounded = json.loads(json.dumps(schema))
+    bounded["properties"]["name"]["maxLength"] = MAX_NAME_LENGTH
+    return bounded
+
+
 def seed_validator(filename: str) -> Any:
-    schema = load_seed_schema(filename)
+    schema = with_name_bound(load_seed_schema(filename))
     Draft7Validator.check_schema(schema)
     return NullableDraft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
 

@@ -60,14 +60,14 @@ def test_min() -> None:
 def test_unique_count_of_strings() -> None:
     state = folded(meter("UNIQUE_COUNT", "STRING"), ["alice", "bob", "alice", "carol", "bob"])
     assert quantity(state) == D(3)
-    assert state["uniques"] == ["alice", "bob", "carol"]
+    assert sorted(state["uniques"]) == ["alice", "bob", "carol"]
     assert state["events"] == 5
 
 
 def test_unique_count_of_numbers_compares_values_not_spelling() -> None:
     state = folded(meter("UNIQUE_COUNT", "INT"), [D(5), D("5.0"), D("5E+0"), D(6), D("1E+2"), D(100)])
     assert quantity(state) == D(3)
-    assert state["uniques"] == ["100", "5", "6"]
+    assert sorted(state["uniques"]) == ["100", "5", "6"]
 
 
 def test_values_may_arrive_as_text() -> None:

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from services.aggregator.processing import (
+    dead_letter_headers,
     SEP,
     Processor,
     Record,
     dedup_key,
     parse_series_table_key,
+    position,
     series_table_key,
 )
 from shared.catalog import Catalog, parse_catalog
@@ -69,12 +71,12 @@ def test_valid_records_fold_into_the_period_series() -> None:
     p = make_processor()
     result = p.process([record(0, usage("a", 2)), record(1, usage("b", 3)), record(2, usage("c", 5, "2026-02-20T00:00:00Z"))])
     assert (result.folded, result.duplicates, result.dead_letters) == (3, 0, [])
-    assert p.series[MARCH] == {"value": "5", "events": 2, "applied": 1, "end": "2026-04-01T00:00:00Z"}
-    assert p.series[FEBRUARY] == {"value": "5", "events": 1, "applied": 2, "end": "2026-03-01T00:00:00Z"}
+    assert p.series[MARCH] == {"value": "5", "events": 2, "applied": position(1), "end": "2026-04-01T00:00:00Z"}
+    assert p.series[FEBRUARY] == {"value": "5", "events": 1, "applied": position(2), "end": "2026-03-01T00:00:00Z"}
     assert result.dirty_series == {MARCH, FEBRUARY}
-    assert p.seen == {dedup_key("acme", "api_calls", "a"): [0, "2026-03-05T00:00:00Z"],
-                      dedup_key("acme", "api_calls", "b"): [1, "2026-03-05T00:00:00Z"],
-                      dedup_key("acme", "api_calls", "c"): [2, "2026-02-20T00:00:00Z"]}
+    assert p.seen == {dedup_key("acme", "api_calls", "a"): [position(0), "2026-03-05T00:00:00Z"],
+                      dedup_key("acme", "api_calls", "b"): [position(1), "2026-03-05T00:00:00Z"],
+                      dedup_key("acme", "api_calls", "c"): [position(2), "2026-02-20T00:00:00Z"]}
     assert result.max_event_time == {0: datetime(2026, 3, 5, tzinfo=timezone.utc)}
     assert [row[2] for row in result.raw_rows] == ["a", "b", "c"]
     assert result.late_periods == set()
@@ -91,7 +93,7 @@ def test_an_event_name_feeds_every_matching_meter_and_series() -> None:
     assert result.folded == 2
     regions = SEP.join(["acme", "regions", "zone=z1", "2026-03-01T00:00:00Z"])
     assert p.series[MARCH]["value"] == "7"
-    assert p.series[regions]["value"] == "1" and p.series[regions]["uniques"] == ["7"]
+    assert p.series[regions]["value"] == "1" and list(p.series[regions]["uniques"]) == ["7"]
 
 
 def test_a_duplicate_id_at_another_offset_is_counted_once() -> None:
@@ -144,11 +146,12 @@ def reasons(result: Any) -> list[str]:
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        (b"globex", usage("a", 1), "key: must be the customer name 'acme' (records of a customer share a partition)"),
-        (None, usage("a", 1), "key: must be the customer name 'acme' (records of a customer share a partition)"),
         (b"acme", b"{not json", "body: Invalid JSON: key must be a string at line 1 column 2"),
         (b"acme", b"\xff\xfe", "body: Invalid JSON: expected value at line 1 column 1"),
-        (b"acme", None, "value: empty record (a measurement JSON object is required)"),
+        (b"acme", None, "value: empty record (a measurement JSON object or array is required)"),
+        (b"acme", b"[" * 100_000 + b"]" * 100_000, "body: Invalid JSON: recursion limit exceeded at line 1 column 202"),
+        (b"acme", b"42", "body: Input should be an object"),
+        (b"acme", b'{"a": 1} trailing', "body: Invalid JSON: trailing characters at line 1 column 10"),
         (b"acme", {"customer_name": "acme", "meter_name": "api_calls", "value": 1}, "id: Field required"),
         (b"acme", usage("a", "many"), "value: must be a number for INT meter 'api_calls'"),
         (b"acme", usage("a", 1.5), "value: must be a whole number for INT meter 'api_calls'"),
@@ -223,3 +226,70 @@ def test_series_table_key_round_trips_even_with_the_separator_in_a_label() -> No
     assert parse_series_table_key(series_table_key("acme", "regions", hostile, start)) == (
         "acme", "regions", hostile, "2026-03-01T00:00:00Z"
     )
+
+
+def test_an_envelope_folds_every_item_even_several_into_one_series() -> None:
+    p = make_processor()
+    envelope = [usage("a", 2), usage("b", 3), usage("c", 4)]
+    result = p.process([record(7, envelope)])
+    assert (result.folded, result.dead_letters) == (3, [])
+    assert p.series[MARCH]["value"] == "9"
+    assert p.series[MARCH]["applied"] == position(7, 2)
+    # A replay of the envelope changes nothing and is not mistaken for duplicates.
+    replay = p.process([record(7, envelope)])
+    assert (replay.folded, replay.duplicates, p.series[MARCH]["value"]) == (0, 0, "9")
+
+
+def test_a_bad_item_of_an_envelope_is_dead_lettered_alone_with_its_index() -> None:
+    p = make_processor()
+    envelope = [usage("a", 2), usage("b", "many"), {"id": "c"}, usage("d", 5)]
+    result = p.process([record(3, envelope)])
+    assert result.folded == 2 and p.series[MARCH]["value"] == "7"
+    letters = [(d.index, d.reason, json.loads(d.payload or b"")) for d in result.dead_letters]
+    assert letters == [
+        (1, "value: must be a number for INT meter 'api_calls'", usage("b", "many")),
+        (2, "value: Field required", {"id": "c"}),
+    ]
+    assert dict(dead_letter_headers(result.dead_letters[0]))["original_index"] == b"1"
+
+
+def test_an_envelope_that_is_not_an_array_of_objects_is_one_dead_letter() -> None:
+    p = make_processor()
+    result = p.process([record(0, b"[1, 2"), record(1, [1, usage("a", 2)])])
+    assert [d.index for d in result.dead_letters] == [None, 0]
+    assert result.dead_letters[1].reason == "body: Input should be an object"
+    assert p.series[MARCH]["value"] == "2"
+
+
+def test_a_measurement_in_another_customers_partition_is_forwarded_not_folded() -> None:
+    current = make_catalog()
+    p = Processor(
+        catalog=lambda: current, refresh_catalog=lambda: None,
+        limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
+        series={}, seen={}, closed_through=lambda c, s: 0, partition_of=lambda customer: 1,
+    )
+    result = p.process([record(0, [usage("a", 2), {**usage("b", 3), "time": None}], key=b"whoever", partition=0)])
+    assert (result.folded, p.series, result.dead_letters) == (0, {}, [])
+    forwarded = [(f.customer, json.loads(f.value)) for f in result.forwards]
+    assert forwarded[0] == ("acme", {**usage("a", 2), "value": "2", "labels": {}, "reset_total": False})
+    # A measurement without a time keeps the time it was received at.
+    assert forwarded[1][1]["time"] == "2026-03-10T12:00:00Z"
+    # In its own partition it folds, whatever the record's key.
+    again = p.process([record(5, usage("a", 2), key=None, partition=1)])
+    assert again.folded == 1
+
+
+def test_an_item_whose_folding_raises_is_dead_lettered_and_the_batch_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.aggregator import processing
+
+    def explode(*args: Any) -> bool:
+        raise OverflowError("cannot hold it")
+
+    p = make_processor()
+    monkeypatch.setattr(processing, "fold", explode)
+    result = p.process([record(0, usage("a", 2))])
+    assert [d.reason for d in result.dead_letters] == ["unprocessable: OverflowError: cannot hold it"]
+    assert (p.series, p.seen) == ({}, {})  # nothing half-applied
+    monkeypatch.undo()
+    result = p.process([record(1, usage("b", 2))])
+    assert result.folded == 1

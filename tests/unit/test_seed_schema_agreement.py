@@ -30,6 +30,7 @@ from tests.unit.seed_schemas import (
 )
 
 from shared.models import Customer, PricePlan
+from shared.models.limits import MAX_NAME_LENGTH
 
 # ---------------------------------------------------------------------------
 # Verdicts
@@ -141,6 +142,8 @@ CUSTOMER_CASES: list[Case] = [
     ("full", FULL_CUSTOMER, True),
     ("name-empty-string", {"name": ""}, True),
     ("name-unicode", {"name": "Ünïcødé 顧客"}, True),
+    # The one bound beyond the seed (seed_schemas.py, NAME_BOUND): counted in characters.
+    ("name-at-length-limit", {"name": "顧" * MAX_NAME_LENGTH}, True),
     ("extra-top-level-fields", {"name": "a", "plan": "gold", "nested": {"x": [1, None]}}, True),
     ("extra-field-null", {"name": "a", "whatever": None}, True),
     ("extra-field-in-contact-info", contact("fax", 12345), True),
@@ -187,6 +190,7 @@ CUSTOMER_CASES: list[Case] = [
     ("name-bool", {"name": True}, False),
     ("name-array", {"name": ["acme"]}, False),
     ("name-object", {"name": {"first": "acme"}}, False),
+    ("name-over-length-limit", {"name": "x" * (MAX_NAME_LENGTH + 1)}, False),
     ("display-name-null", cust((("display_name",), None)), False),
     ("display-name-number", cust((("display_name",), 7)), False),
     ("contact-info-null", cust((("contact_info",), None)), False),
@@ -322,6 +326,7 @@ PRICE_PLAN_CASES: list[Case] = [
     ("period-quarterly", at(("period",), "quarterly"), True),
     ("period-annual", at(("period",), "annual"), True),
     ("name-empty-string", at(("name",), ""), True),
+    ("name-at-length-limit", at(("name",), "p" * MAX_NAME_LENGTH), True),
     ("extra-top-level", at(("currency",), "EUR"), True),
     ("extra-in-component", at((*MC, "custom"), {"x": 1}), True),
     ("extra-in-price-scheme", at((*PS, "rounding"), "up"), True),
@@ -424,6 +429,7 @@ PRICE_PLAN_CASES: list[Case] = [
     # -- rejected: type mismatches -----------------------------------------------
     ("name-null", at(("name",), None), False),
     ("name-number", at(("name",), 3), False),
+    ("name-over-length-limit", at(("name",), "p" * (MAX_NAME_LENGTH + 1)), False),
     ("display-name-null", at(("display_name",), None), False),
     ("description-bool", at(("description",), True), False),
     ("external-uuid-number", at(("external_uuid",), 123), False),

@@ -74,6 +74,26 @@ def test_gauge_max_and_min_include_the_level_carried_in() -> None:
     assert quantity(low, timeline, FEB, MAR) == Decimal(5)
 
 
+def test_before_its_first_report_a_gauge_has_no_level() -> None:
+    # docs/decisions.md: the stretch of a period before the first level is not a level of 0;
+    # it takes no part in MIN/MAX and adds nothing to SUM.
+    timeline = _timeline([(JAN + timedelta(days=10), "8", False), (JAN + timedelta(days=20), "12", False)])
+    low = _meter(meter_type="GAUGE", data_type="FLOAT", aggregation="MIN", is_incremental=False)
+    peak = _meter(meter_type="GAUGE", data_type="FLOAT", aggregation="MAX", is_incremental=False)
+    total = _meter(meter_type="GAUGE", data_type="FLOAT", aggregation="SUM", is_incremental=False)
+    day = 86400
+    assert quantity(low, timeline, JAN, FEB) == Decimal(8)  # not 0
+    assert quantity(peak, timeline, JAN, FEB) == Decimal(12)
+    assert quantity(total, timeline, JAN, FEB) == Decimal(8 * 10 * day + 12 * 11 * day)
+    # An incremental gauge's first change starts from nothing: its level is the change itself.
+    seats = _meter(meter_type="GAUGE", data_type="INT", aggregation="MIN", is_incremental=True)
+    assert quantity(seats, _timeline([(JAN + timedelta(days=10), "3", False)]), JAN, FEB) == Decimal(3)
+    # A window with no level at all: MIN/MAX have no quantity, SUM is 0.
+    assert quantity(low, timeline, JAN, JAN + timedelta(days=10)) is None
+    assert quantity(peak, timeline, JAN, JAN + timedelta(days=10)) is None
+    assert quantity(total, timeline, JAN, JAN + timedelta(days=10)) == Decimal(0)
+
+
 def test_incremental_gauge_values_change_the_level() -> None:
     meter = _meter(meter_type="GAUGE", data_type="INT", aggregation="SUM", is_incremental=True)
     # +3 seats at Jan 1, +2 at Jan 11, -4 at Jan 21: levels 3, 5, 1.

@@ -1,0 +1,48 @@
+"""The aggregator's web pages: health, readiness, store reads, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any, Callable
+
+import faust
+from aiohttp.web import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.aggregator.writer import StoreWriter
+from services.infra import queries
+
+
+def add_pages(app: faust.App, writer: StoreWriter, api_key: bytes | None, checks: Callable[[], dict[str, bool]]) -> None:
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        results = checks()
+        results["store"] = await asyncio.to_thread(writer.ping)
+        status = 200 if all(results.values()) else 503
+        return web.json({"ready": status == 200, "checks": results}, status=status)
+
+    @app.page("/store/{name}")
+    async def store_read(web: Any, request: Any, name: str) -> Any:
+        """Named read queries over the store this process owns (see infra/queries.py)."""
+        if api_key is not None:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key):
+                return web.json({"error": "unauthorized"}, status=401)
+        query = queries.QUERIES.get(name)
+        if query is None:
+            return web.json({"error": f"unknown query {name!r}"}, status=404)
+        params = dict(request.query)
+        try:
+            result = await asyncio.to_thread(writer.read, lambda client: query(client, params))
+        except queries.QueryError as error:
+            return web.json({"error": "invalid query", "reason": str(error)}, status=400)
+        return web.json(result)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,56 @@
+"""From the aggregator's series state to the rows of the store's `period_totals` table.
+
+Rows are absolute values versioned by the position of the last item folded in, so
+writing a row again (a replay, a resync after a takeover) changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import partial
+from typing import Any, Callable, Iterable, Mapping
+
+from services.aggregator.closing import Closer
+from services.aggregator.processing import TIMELINE, TRIAL_SUFFIX, parse_series_table_key
+from services.aggregator.quantities import period_totals, timeline_periods
+from shared.catalog import Catalog
+
+Row = list[Any]
+
+
+@dataclass
+class Projection:
+    catalog: Callable[[], Catalog]
+    series: Mapping[str, Any]
+    closer: Closer
+
+    def rows(self, key: str, now: datetime) -> list[Row]:
+        customer, meter, series, start = parse_series_table_key(key)
+        state = self.series.get(key)
+        if state is None:
+            return []
+        catalog = self.catalog()
+        if start == TIMELINE:
+            closed = partial(self.closer.closed_through, customer)
+            return [
+                [customer, meter, series, period.start, period.end, value, len(state["points"]), state["applied"]]
+                for period, value in timeline_periods(catalog, key, state, now, closed)
+            ]
+        # One store row per period: the pre-trial and post-trial parts together.
+        plain = key.removesuffix(TRIAL_SUFFIX)
+        parts = [s for s in (self.series.get(plain), self.series.get(plain + TRIAL_SUFFIX)) if s is not None]
+        period_start = datetime.fromisoformat(start.removesuffix(TRIAL_SUFFIX))
+        period_end = datetime.fromisoformat(state["end"])
+        value = period_totals(
+            catalog.meters, self.series, [plain, plain + TRIAL_SUFFIX], period_start, period_start, period_end,
+        ).get(meter, {}).get(series)
+        if value is None:
+            return []
+        events = sum(p["events"] for p in parts)
+        applied = max(p["applied"] for p in parts)
+        return [[customer, meter, series, period_start, period_end, Decimal(value), events, applied]]
+
+    def rows_of(self, keys: Iterable[str], now: datetime) -> list[Row]:
+        return [row for key in keys for row in self.rows(key, now)]

@@ -1,0 +1,140 @@
+"""services.aggregator.state_log: what a flush writes is exactly what a replay rebuilds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from services.aggregator import state_log
+from services.aggregator.state_log import RECORD_BYTES, StateLog
+from services.infra.partitioning import partition_key
+
+SEP = "\x1f"
+
+
+class Changelog:
+    """A compacted topic in memory: the latest value per key, in arrival order."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.records: dict[bytes, bytes | None] = {}
+        self.sizes: list[int] = []
+        self.fail_after = fail_after
+
+    async def send(self, key: bytes, value: bytes | None, partition: int) -> Any:
+        if self.fail_after is not None and len(self.sizes) >= self.fail_after:
+            raise RuntimeError("broker unavailable")
+        assert key.startswith(f"{partition}/".encode())
+        self.records[key] = value
+        self.sizes.append(len(value or b""))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    def compacted(self) -> list[tuple[bytes, bytes | None]]:
+        return [(k, v) for k, v in self.records.items() if v is not None]
+
+
+def by_customer(customer: str) -> int:
+    return 0 if customer.startswith("a") else 1
+
+
+def fresh() -> StateLog:
+    return StateLog(partitions=2, partition_of=by_customer)
+
+
+def replayed(log: Changelog, partitions: tuple[int, ...] = (0, 1)) -> StateLog:
+    state = fresh()
+    for partition in partitions:
+        state.load(partition, log.compacted())
+    return state
+
+
+def views(state: StateLog) -> tuple[dict[str, Any], ...]:
+    return tuple(json.loads(json.dumps(v.data)) for v in (state.series, state.seen, state.marks, state.clock))
+
+
+def test_a_replay_rebuilds_exactly_what_was_flushed() -> None:
+    log, state = Changelog(), fresh()
+    state.series[f"acme{SEP}calls{SEP}{SEP}2026-03-01T00:00:00Z"] = {"value": "5", "events": 2, "applied": 9}
+    state.series[f"bob{SEP}calls{SEP}{SEP}*"] = {"points": [["2026-03-01T00:00:00Z", "1", False]], "base": None, "applied": 3}
+    state.seen[f"acme{SEP}calls{SEP}id-1"] = [9, "2026-03-01T00:00:00Z"]
+    state.marks["bob"] = {"closed": {"s": 1}, "late": []}
+    state.clock[partition_key(1)] = {"max_event_time": "2026-03-01T00:00:00Z"}
+    asyncio.run(state.flush(log.send))
+    assert not state.pending()
+    assert views(replayed(log)) == views(state)
+    # Each partition's records hold only its own keys.
+    only_bob = replayed(log, (1,))
+    assert list(only_bob.series) == [f"bob{SEP}calls{SEP}{SEP}*"] and list(only_bob.seen) == []
+
+
+def test_later_records_win_and_forgotten_ids_stay_forgotten() -> None:
+    log, state = Changelog(), fresh()
+    key = f"acme{SEP}calls{SEP}id-1"
+    state.seen[key] = [1, "2026-03-01T00:00:00Z"]
+    state.series["acme" + SEP + "c" + SEP + SEP + "p"] = {"value": "1", "events": 1, "applied": 1}
+    asyncio.run(state.flush(log.send))
+    del state.seen[key]
+    state.series["acme" + SEP + "c" + SEP + SEP + "p"] = {"value": "2", "events": 2, "applied": 2}
+    asyncio.run(state.flush(log.send))
+    again = replayed(log)
+    assert (dict(again.seen.data), again.series["acme" + SEP + "c" + SEP + SEP + "p"]["value"]) == ({}, "2")
+
+
+def test_a_million_distinct_values_never_make_a_record_over_the_limit() -> None:
+    log, state = Changelog(), fresh()
+    key = f"acme{SEP}users{SEP}{SEP}2026-03-01T00:00:00Z"
+    uniques = {f"user-{i:07d}-{'x' * 40}": None for i in range(300_000)}
+    state.series[key] = {"value": str(len(uniques)), "events": len(uniques), "applied": 1, "uniques": uniques}
+    asyncio.run(state.flush(log.send))
+    assert max(log.sizes) <= RECORD_BYTES
+    # Only the values added since the last flush are written again.
+    before = len(log.sizes)
+    uniques["one-more"] = None
+    state.series[key] = {**state.series[key], "value": str(len(uniques))}
+    asyncio.run(state.flush(log.send))
+    assert len(log.sizes) == before + 1 and log.sizes[-1] < 1000
+    again = replayed(log)
+    assert len(again.series[key]["uniques"]) == 300_001 and again.series[key]["value"] == "300001"
+
+
+def test_a_checkpoint_replaces_the_log_and_a_crash_inside_it_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_log, "MIN_CHECKPOINT_BYTES", 2000)
+    log, state = Changelog(), fresh()
+    key = "acme" + SEP + "c" + SEP + SEP + "p"
+    for i in range(200):
+        state.series[key] = {"value": str(i), "events": i, "applied": i}
+        state.seen[f"acme{SEP}c{SEP}id-{i}"] = [i, "2026-03-01T00:00:00Z"]
+        asyncio.run(state.flush(log.send))
+    live = log.compacted()
+    assert len(live) < 100, "old records were deleted after checkpoints"
+    assert views(replayed(log)) == views(state)
+    # A checkpoint interrupted before its deletions: old and new records both replay.
+    crashing = Changelog()
+    crashing.records = dict(log.records)
+    state.series[key] = {"value": "x", "events": 0, "applied": 999}
+    asyncio.run(state.flush(crashing.send))
+    crashing.fail_after = len(crashing.sizes) + 1
+    with pytest.raises(RuntimeError):
+        asyncio.run(state.checkpoint(crashing.send, 0))
+    assert views(replayed(crashing)) == views(state)
+
+
+def test_a_failed_write_raises_so_the_batch_is_not_acknowledged() -> None:
+    state = fresh()
+    state.seen[f"acme{SEP}c{SEP}id"] = [1, "t"]
+    with pytest.raises(RuntimeError):
+        asyncio.run(state.flush(Changelog(fail_after=0).send))
+
+
+def test_forget_drops_only_the_revoked_partitions() -> None:
+    state = fresh()
+    state.series[f"acme{SEP}c{SEP}{SEP}p"] = {"value": "1"}
+    state.series[f"bob{SEP}c{SEP}{SEP}p"] = {"value": "1"}
+    state.clock[partition_key(1)] = {"max_event_time": "t"}
+    state.loaded = {0, 1}
+    state.forget({1})
+    assert (list(state.series), list(state.clock), state.loaded) == ([f"acme{SEP}c{SEP}{SEP}p"], [], {0})
