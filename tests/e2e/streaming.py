@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -96,3 +97,18 @@ def auth(stack: Stack) -> dict[str, str]:
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def await_totals(stack: Stack, customer: str, expected: dict[Any, Decimal], timeout: float) -> dict[Any, Decimal]:
+    """The customer's stored totals once they equal `expected`, or the last seen at timeout."""
+    deadline = time.monotonic() + timeout
+    stored: dict[Any, Decimal] = {}
+    while time.monotonic() < deadline:
+        try:
+            stored = stored_totals(stack, customer)
+        except httpx.HTTPError:
+            pass  # the aggregator is restarting
+        if stored == expected:
+            return stored
+        time.sleep(0.5)
+    return stored

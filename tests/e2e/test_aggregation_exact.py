@@ -29,7 +29,7 @@ from services.settings import Settings, settings_env
 from shared.catalog import parse_catalog
 from shared.periods import Period
 from tests.e2e.streaming import (
-    KINDS, delivery_order, measurements, produce, scenario_catalog, stored_totals, subscription_window, utc_now,
+    KINDS, await_totals, delivery_order, measurements, produce, scenario_catalog, subscription_window, utc_now,
 )
 from tests.support.oracle import MeterSpec, expected_totals
 
@@ -60,20 +60,6 @@ def _apply(stack: Stack, customer: str, meters: list[MeterSpec], start: datetime
     publish_catalog(stack.settings, stack.bootstrap, catalog)
 
 
-def _await_totals(stack: Stack, customer: str, expected: dict[Any, Decimal], timeout: float) -> dict[Any, Decimal]:
-    deadline = time.monotonic() + timeout
-    stored: dict[Any, Decimal] = {}
-    while time.monotonic() < deadline:
-        try:
-            stored = stored_totals(stack, customer)
-        except httpx.HTTPError:
-            pass  # the aggregator is restarting
-        if stored == expected:
-            return stored
-        time.sleep(0.5)
-    return stored
-
-
 def _meters(prefix: str, kinds: list[tuple[str, str, bool]]) -> list[MeterSpec]:
     return [MeterSpec(f"{prefix}-{i}", t, a, inc) for i, (t, a, inc) in enumerate(kinds)]
 
@@ -95,7 +81,7 @@ def test_random_streams_give_the_batch_totals(stack: Stack, seed: int, kinds: li
     records = measurements(rng, customer, meters, count, now)
     produce(stack.bootstrap, topics.name(stack.settings, topics.MEASUREMENTS), delivery_order(rng, records, duplicate_share))
     expected = expected_totals(meters, records, periods, open_index=1)
-    assert _await_totals(stack, customer, expected, timeout=40) == expected
+    assert await_totals(stack, customer, expected, timeout=40) == expected
 
 
 def _stream(stack: Stack, customers: list[str], meters_of: dict[str, list[MeterSpec]], per_customer: int,
@@ -124,7 +110,7 @@ def _assert_exact(
 ) -> None:
     for customer, recs in records.items():
         expected = expected_totals(meters_of[customer], recs, periods, open_index=1)
-        stored = _await_totals(stack, customer, expected, timeout=120)
+        stored = await_totals(stack, customer, expected, timeout=120)
         differing = {k: (stored.get(k), expected.get(k)) for k in set(stored) | set(expected) if stored.get(k) != expected.get(k)}
         assert differing == {}, f"{customer}: (stored, expected) differ"
 
@@ -233,4 +219,4 @@ def test_invalid_kafka_native_records_are_dead_lettered_with_reason_and_origin(s
         assert headers["original_topic"] == topic.encode()
         assert int(headers["original_offset"]) >= 0 and int(headers["original_partition"]) in (0, 1)
     expected = {(meters[0].name, "region=eu", p.start): Decimal(10) for p in subscription_window(now)[1] if p.contains(now)}
-    assert _await_totals(stack, customer, expected, timeout=30) == expected
+    assert await_totals(stack, customer, expected, timeout=30) == expected

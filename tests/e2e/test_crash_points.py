@@ -18,7 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 from confluent_kafka import Producer
 
@@ -34,7 +33,7 @@ from shared.catalog import parse_catalog
 from shared.models.invoice import Invoice, PeriodTotals
 from shared.periods import Period
 from tests.e2e.streaming import (
-    KINDS, delivery_order, measurements, produce, scenario_catalog, stored_totals, subscription_window, utc_now,
+    KINDS, await_totals, delivery_order, measurements, produce, scenario_catalog, subscription_window, utc_now,
 )
 from tests.support.kafka import read_invoices
 from tests.support.oracle import MeterSpec, expected_totals
@@ -101,20 +100,6 @@ def _wait_fired(stack: Stack, control: Path, point: str, old_pid: int, timeout: 
     raise AssertionError(f"the aggregator never reached {point} and restarted (control: {control.read_text()!r})")
 
 
-def _await_exact(stack: Stack, customer: str, expected: dict[Any, Decimal], timeout: float) -> dict[Any, Decimal]:
-    deadline = time.monotonic() + timeout
-    stored: dict[Any, Decimal] = {}
-    while time.monotonic() < deadline:
-        try:
-            stored = stored_totals(stack, customer)
-        except httpx.HTTPError:
-            pass  # restarting
-        if stored == expected:
-            break
-        time.sleep(0.5)
-    return stored
-
-
 def _batch_invoice_total(stack: Stack, customer: str, meters: list[MeterSpec], records: list[dict[str, Any]],
                          periods: list[Period], start: datetime) -> Decimal:
     """Period 0 rated from the batch computation, by the rater's own pure functions."""
@@ -168,7 +153,7 @@ def test_a_sigkill_at_each_flush_step_loses_and_doubles_nothing(stack: Stack, co
 
     for customer in customers:
         expected = expected_totals(meters_of[customer], records[customer], periods, open_index=1)
-        stored = _await_exact(stack, customer, expected, timeout=120)
+        stored = await_totals(stack, customer, expected, timeout=120)
         differing = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
         assert differing == {} and set(stored) == set(expected), f"{customer}: (stored, expected) differ"
     for customer in customers:
