@@ -19,9 +19,12 @@ from shared.money import decimal_text
 Problem = tuple[str, str]
 # (customer, instant) -> the subscription covering it: Catalog.subscription_at or an index.
 SubscriptionAt = Callable[[str, datetime], Subscription | None]
-# Every float a JSON number can be (down to 5e-324, 17 significant digits) has fewer
-# decimal places than this; only a decimal string can ask for more.
-MAX_FRACTION_DIGITS = 400
+# A value has at most 26 integer and 12 fractional digits: what the store's
+# Decimal(38, 12) holds exactly. More places would be cut in the store while the rater
+# bills the exact total, so they are refused, not rounded. Period totals are
+# Decimal(76, 12) (deploy/clickhouse/006): no sum of accepted values overflows.
+MAX_INTEGER_DIGITS = 26
+MAX_FRACTION_DIGITS = 12
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def _typed_value(measurement: Measurement, meter: Meter) -> tuple[Decimal | str 
         number = raw
     if number.is_zero():
         number = Decimal(0)  # 0E-999999999 is 0, but format() would spell out its zeros
-    magnitude = _magnitude_problems(number)
+    magnitude = magnitude_problems(number)
     if magnitude:
         return None, magnitude
     if meter.data_type == "INT" and number != number.to_integral_value():
@@ -164,7 +167,7 @@ def _typed_value(measurement: Measurement, meter: Meter) -> tuple[Decimal | str 
     return number, []
 
 
-def _magnitude_problems(number: Decimal) -> list[Problem]:
+def magnitude_problems(number: Decimal) -> list[Problem]:
     """Bounds checked on the exponent alone, before any arithmetic.
 
     "1E+999999999" is a short string, but to_integral_value() of it overflows the decimal
@@ -173,9 +176,11 @@ def _magnitude_problems(number: Decimal) -> list[Problem]:
     """
     if number.is_zero():
         return []  # _typed_value writes any zero as 0, whatever its exponent
-    if number.adjusted() >= 26:
-        return [("value", "is too large (at most 26 integer digits)")]
-    exponent = number.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+    if number.adjusted() >= MAX_INTEGER_DIGITS:
+        return [("value", f"is too large (at most {MAX_INTEGER_DIGITS} integer digits)")]
+    sign, digits, exponent = number.as_tuple()
+    # Trailing zeros are not places: "1.50000000000000" is 1.5.
+    zeros = len(digits) - len(bytes(digits).rstrip(b"\x00")) if isinstance(exponent, int) else 0
+    if isinstance(exponent, int) and exponent + zeros < -MAX_FRACTION_DIGITS:
         return [("value", f"has too many decimal places (at most {MAX_FRACTION_DIGITS})")]
     return []

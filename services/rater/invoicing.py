@@ -44,7 +44,7 @@ def subscription_for(event: PeriodTotals, catalog: Catalog) -> Subscription:
 
 
 def _summed(totals: dict[str, dict[str, Decimal]]) -> dict[str, Decimal]:
-    # Series totals are Decimal(38, 12): sum them at full precision, never rounded.
+    # Series totals have up to 64 integer and 12 fractional digits: sum them at full precision, never rounded.
     with exact_arithmetic():
         return {meter: sum(series.values(), Decimal(0)) for meter, series in totals.items()}
 

@@ -220,3 +220,22 @@ def test_invalid_kafka_native_records_are_dead_lettered_with_reason_and_origin(s
         assert int(headers["original_offset"]) >= 0 and int(headers["original_partition"]) in (0, 1)
     expected = {(meters[0].name, "region=eu", p.start): Decimal(10) for p in subscription_window(now)[1] if p.contains(now)}
     assert await_totals(stack, customer, expected, timeout=30) == expected
+
+
+def test_the_largest_accepted_values_sum_exactly_and_the_worker_goes_on(stack: Stack) -> None:
+    # Issue 13, finding 2: two values of 26 nines on one series overflowed the store's
+    # Decimal(38, 12) and the aggregator crash-looped on every restart.
+    customer = f"huge-{uuid.uuid4().hex[:6]}"
+    meters = _meters(customer, [KINDS[0]])
+    now = utc_now()
+    start, periods = subscription_window(now)
+    _apply(stack, customer, meters, start)
+    nines = "9" * 26
+    records = [{"id": f"h-{i}", "meter_name": meters[0].name, "customer_name": customer, "value": nines,
+                "time": now.isoformat(), "labels": {"region": "eu"}} for i in range(3)]
+    pid = stack.children["aggregator"].pid
+    produce(stack.bootstrap, topics.name(stack.settings, topics.MEASUREMENTS), records)
+    [current] = [p for p in periods if p.contains(now)]
+    expected = {(meters[0].name, "region=eu", current.start): Decimal(nines) * 3}
+    assert await_totals(stack, customer, expected, timeout=60) == expected
+    assert stack.children["aggregator"].pid == pid, "the aggregator restarted"

@@ -79,3 +79,18 @@ def test_usage_windows_start_as_rfc3339_instants(store_settings: Settings, windo
         "end_time": "2026-02-01T00:00:00Z", "window": window, "aggregation": "SUM",
     })
     assert [(r["window_start"], r["value"]) for r in rows] == [(start, "5")]
+
+
+def test_a_period_sum_of_the_largest_accepted_values_fits_the_store(store_settings: Settings) -> None:
+    # Issue 13, finding 2: two accepted values of 26 nines on one series summed past
+    # Decimal(38, 12), the insert raised OverflowError and the worker crash-looped.
+    client = connect(store_settings)
+    apply_migrations(client)
+    writer = StoreWriter(client)
+    start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+    largest = Decimal("99999999999999999999999999.999999999999")  # 26 integer, 12 fractional digits
+    # Far more values than a period can hold at any plausible rate, all at the maximum.
+    total = largest * 10**30
+    writer.write_totals([["acme", "api_calls", "", start, end, total, 10**15, 1]])
+    [row] = queries.period_totals(client, {"customer_name": "acme"})
+    assert Decimal(row["value"]) == total

@@ -150,7 +150,8 @@ def test_the_publisher_checks_every_record_size_before_producing_any() -> None:
 
 @pytest.mark.parametrize("value,reason", [
     ("1E+999999999", "is too large (at most 26 integer digits)"),
-    ("1E-999999999", "has too many decimal places (at most 400)"),
+    ("1E-999999999", "has too many decimal places (at most 12)"),
+    ("0.0000000000001", "has too many decimal places (at most 12)"),
 ])
 def test_extreme_exponents_in_a_decimal_string_are_400_not_an_overflow(value: str, reason: str) -> None:
     sink = FakeSink()
@@ -158,6 +159,14 @@ def test_extreme_exponents_in_a_decimal_string_are_400_not_an_overflow(value: st
     assert response.status_code == 400, response.text
     assert _only_error(response) == {"field": "value", "reason": reason}
     assert sink.records == []
+
+
+@pytest.mark.parametrize("value", ["0.000000000001", "1.500000000000000000", "99999999999999999999999999.999999999999"])
+def test_values_within_26_integer_and_12_fractional_digits_are_accepted(value: str) -> None:
+    # Trailing zeros are not places. (api_calls is an INT meter: judged on its own here.)
+    from shared.resolution import magnitude_problems
+
+    assert magnitude_problems(Decimal(value)) == []
 
 
 def test_a_zero_with_a_huge_exponent_is_zero() -> None:
