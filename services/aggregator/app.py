@@ -43,6 +43,12 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
         # Standby copies would double the memory; recovery from the changelog is enough.
         table_standby_replicas=0,
         web_enabled=True,
+        # Faust's own pages (/router/, /table/, /graph/, stats) answer without a key and
+        # show internals: only our pages (pages.py) are served.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         web_host=settings.http_host,
         web_port=settings.aggregator_port,
         web_bind="127.0.0.1" if settings.http_host == "127.0.0.1" else "0.0.0.0",

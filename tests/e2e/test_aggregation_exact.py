@@ -239,3 +239,11 @@ def test_the_largest_accepted_values_sum_exactly_and_the_worker_goes_on(stack: S
     expected = {(meters[0].name, "region=eu", current.start): Decimal(nines) * 3}
     assert await_totals(stack, customer, expected, timeout=60) == expected
     assert stack.children["aggregator"].pid == pid, "the aggregator restarted"
+
+
+def test_faust_built_in_pages_are_not_served(stack: Stack) -> None:
+    # Issue 13, finding 8: /router/ and /table/ answered without a key.
+    for path in ("/router/", "/table/", "/graph/", "/stats/"):
+        assert httpx.get(f"{stack.aggregator_url}{path}", timeout=10).status_code == 404, path
+    assert httpx.get(f"{stack.aggregator_url}/store/totals", timeout=10).status_code == 401
+    assert httpx.get(f"{stack.aggregator_url}/healthz", timeout=10).status_code == 200
