@@ -24,7 +24,7 @@ INGEST_TO_STORED = Histogram(
 PERIODS = Counter("metering_aggregator_period_events_total", "PeriodTotals emitted", ["reason"])
 
 # Every bounded label value exists from the first scrape (a 0, not a missing series).
-for _outcome in ("folded", "duplicate", "dead_lettered"):
+for _outcome in ("folded", "duplicate", "dead_lettered", "forwarded"):
     EVENTS.labels(_outcome)
 for _table in ("measurements", "period_totals", "watermarks", "invoices"):
     ROWS.labels(_table)

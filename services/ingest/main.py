@@ -16,7 +16,7 @@ from services.settings import Settings
 
 def run(settings: Settings, bootstrap: str) -> None:
     view = CatalogView(settings, bootstrap).start()
-    publisher = Publisher(bootstrap, max_record_bytes=settings.max_record_bytes)
+    publisher = Publisher(bootstrap, max_record_bytes=settings.max_record_bytes, partitions=settings.partitions)
     peers = [url for url in settings.ready_peers.split(",") if url]
     writer = KafkaCatalogWriter(settings, bootstrap)
     app = create_app(settings, view, publisher, peers, reader=reader_for(settings), writer=writer)

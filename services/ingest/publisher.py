@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from services.ingest.envelopes import ENVELOPE_BYTES, pack
 from services.settings import MAX_RECORD_BYTES
 
 MAX_QUEUE = 500_000
@@ -41,8 +42,12 @@ class _Batch:
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 15000, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+    def __init__(
+        self, bootstrap: str, delivery_timeout_ms: int = 15000, max_record_bytes: int = MAX_RECORD_BYTES,
+        partitions: int = 1,
+    ) -> None:
         self.max_record_bytes = max_record_bytes
+        self.partitions = partitions  # of the measurements topic: envelopes group by partition
         # Set by librdkafka's error callback when every broker is down, cleared by the
         # next successful delivery: while set, batches are refused at once with a 503
         # instead of waiting out the delivery timeout.
@@ -87,7 +92,8 @@ class Publisher:
         return reachable
 
     async def publish(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-        """Produce all records; return once all are acknowledged, else raise Unavailable.
+        """Produce all records, packed into envelopes (envelopes.py); return once all are
+        acknowledged, else raise Unavailable.
 
         RecordTooLarge is raised before anything is produced: librdkafka refuses an
         oversized record only when it reaches it, after the records before it are queued.
@@ -95,6 +101,7 @@ class Publisher:
         if not records:
             return
         _check_sizes(records, self.max_record_bytes)
+        records = pack(records, self.partitions, min(ENVELOPE_BYTES, self.max_record_bytes))
         if self.all_brokers_down and not self.broker_reachable(timeout=0.5):
             raise Unavailable("no broker is reachable")
         if len(self._producer) + len(records) > MAX_QUEUE:

@@ -3,7 +3,6 @@ in the partition Kafka's default partitioner (and so the aggregator) expects."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -19,6 +18,7 @@ from services.ingest.publisher import Publisher
 from services.settings import Settings
 from shared.catalog import parse_catalog
 from tests.support.catalogs import worked_example_catalog
+from tests.support.kafka import measurements_in
 from tests.unit.test_ingest_api import AUTH, KEY, FakeView
 
 pytestmark = pytest.mark.kafka
@@ -31,7 +31,7 @@ def test_acknowledged_measurements_all_arrive_keyed_by_customer(kafka_bootstrap:
     customers = ("acme", "globex", "o'brien 顧客")
     catalog, problems = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=2), customers))
     assert problems == []
-    publisher = Publisher(kafka_bootstrap)
+    publisher = Publisher(kafka_bootstrap, partitions=settings.partitions)
     try:
         client = TestClient(create_app(settings, FakeView(catalog), publisher))
         sent: dict[str, str] = {}
@@ -48,15 +48,20 @@ def test_acknowledged_measurements_all_arrive_keyed_by_customer(kafka_bootstrap:
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([topics.name(settings, topics.MEASUREMENTS)])
     received: dict[str, tuple[bytes, int]] = {}
+    records = 0
     deadline = time.monotonic() + 60
     while len(received) < len(sent) and time.monotonic() < deadline:
         for message in consumer.consume(500, timeout=0.5):
             if message.error() is None:
-                body = json.loads(message.value() or b"{}")
-                received[body["id"]] = (message.key() or b"", message.partition() or 0)
+                records += 1
+                for body in measurements_in(message.value()):
+                    received[str(body["id"])] = (message.key() or b"", message.partition() or 0)
     consumer.close()
     assert set(received) == set(sent)
+    # One envelope per partition per request: 5 requests x 3 customers' partitions at most.
+    assert records <= 5 * 3
     for measurement_id, (key, partition) in received.items():
         customer = sent[measurement_id]
-        assert key == customer.encode()
+        # The envelope is keyed by one of its customers; all of them share its partition.
         assert partition == customer_partition(customer, 3)
+        assert customer_partition(key.decode(), 3) == partition

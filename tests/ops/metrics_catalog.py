@@ -52,7 +52,7 @@ CATALOG: dict[str, dict[str, Metric]] = {
     },
     "aggregator": {
         "metering_aggregator_events_total": Metric(
-            "counter", ("outcome",), _enum(outcome="folded|duplicate|dead_lettered")
+            "counter", ("outcome",), _enum(outcome="folded|duplicate|dead_lettered|forwarded")
         ),
         "metering_aggregator_dedup_hits_total": Metric("counter"),
         "metering_aggregator_dead_letters_total": Metric("counter", ("reason_field",)),

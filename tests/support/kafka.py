@@ -55,3 +55,11 @@ def wait_for_no_lag(bootstrap: str, group: str, topic: str, timeout: float) -> N
             return
         time.sleep(0.3)
     raise AssertionError(f"consumer group {group} still lags on {topic} after {timeout}s")
+
+
+def measurements_in(value: bytes | None) -> list[dict[str, object]]:
+    """The measurements of a measurements-topic record: one object, or an envelope (array)."""
+    import json
+
+    body = json.loads(value or b"{}")
+    return body if isinstance(body, list) else [body]
