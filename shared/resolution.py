@@ -164,6 +164,11 @@ def _typed_value(measurement: Measurement, meter: Meter) -> tuple[Decimal | str 
         return None, magnitude
     if meter.data_type == "INT" and number != number.to_integral_value():
         return None, [("value", f"must be a whole number for INT meter {meter.name!r}")]
+    if number < 0 and meter.meter_type == "COUNTER" and meter.aggregation != "UNIQUE_COUNT":
+        # A counter measures usage, which never runs backwards: a negative value is a
+        # producer's bug that would silently lower a bill (docs/decisions.md). Distinct
+        # values are identities, not amounts, so -1 is as good a value as 1 there.
+        return None, [("value", f"must not be negative for COUNTER meter {meter.name!r}")]
     return number, []
 
 

@@ -320,3 +320,10 @@ def test_usage_windows_carry_their_end(window: str, stored: str, start: str, end
         "window": window})
     assert response.status_code == 200, response.text
     assert response.json()["data"] == [{"window_start": start, "window_end": end, "series": "", "value": "5"}]
+
+
+def test_a_negative_value_on_a_counter_is_400_naming_the_value() -> None:
+    response = _app().post("/measurements", json=_m(0, value=-5))
+    assert response.status_code == 400
+    error = _only_error(response)
+    assert (error["field"], error["reason"]) == ("value", "must not be negative for COUNTER meter 'api_calls'")

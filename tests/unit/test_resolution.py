@@ -31,6 +31,8 @@ def catalog() -> Catalog:
                 meter_doc("users", data_type="STRING", aggregation="UNIQUE_COUNT"),
                 meter_doc("user_ids", data_type="INT", aggregation="UNIQUE_COUNT"),
                 meter_doc("jobs", expected_labels=["region", "queue"]),
+                meter_doc("odometer", is_incremental=False),
+                meter_doc("level", meter_type="GAUGE", is_incremental=True),
             ],
             "price_plans": [
                 {"name": "basic", "period": "monthly", "metered_components": []},
@@ -129,6 +131,25 @@ def test_numeric_text_is_read_as_a_number(catalog: Catalog) -> None:
 def test_too_large_a_value(catalog: Catalog) -> None:
     assert run(catalog, value=10**26) == ([], [("value", "is too large (at most 26 integer digits)")])
     assert run(catalog, value=10**26 - 1)[1] == []
+
+
+@pytest.mark.parametrize("meter,value", [
+    ("api_calls", -1), ("api_calls", "-1E+3"), ("cpu", "-3.5"), ("odometer", -10),
+])
+def test_a_counter_refuses_a_negative_value(catalog: Catalog, meter: str, value: Any) -> None:
+    facts, problems = run(catalog, meter_name=meter, value=value)
+    assert facts == []
+    assert problems == [("value", f"must not be negative for COUNTER meter {meter!r}")]
+
+
+@pytest.mark.parametrize("meter,value,folded", [
+    ("api_calls", "-0", Decimal(0)), ("api_calls", "-0E-20", Decimal(0)),
+    ("level", -4, Decimal(-4)), ("user_ids", -7, Decimal(-7)),
+])
+def test_negative_values_where_they_are_meaningful(catalog: Catalog, meter: str, value: Any, folded: Any) -> None:
+    facts, problems = run(catalog, meter_name=meter, value=value)
+    assert problems == []
+    assert [fact.value for fact in facts] == [folded]
 
 
 def test_string_value_for_a_string_unique_count_meter(catalog: Catalog) -> None:
