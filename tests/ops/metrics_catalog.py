@@ -81,6 +81,13 @@ CATALOG: dict[str, dict[str, Metric]] = {
     },
 }
 
+# Every service follows the catalog topic through its own view (services/infra/catalog_view.py).
+CATALOG_VIEW = {
+    "metering_catalog_records_skipped_total": Metric("counter", ("part",), _enum(part="key|kind|value")),
+}
+for _component in CATALOG.values():
+    _component.update(CATALOG_VIEW)
+
 ALL_METRICS: dict[str, Metric] = {name: m for metrics in CATALOG.values() for name, m in metrics.items()}
 
 # Series every process has from prometheus_client's default collectors.

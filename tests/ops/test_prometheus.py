@@ -165,7 +165,14 @@ def test_every_metric_of_the_contract_is_on_a_dashboard() -> None:
 # ------------------------------------------------------- a real Prometheus
 
 
+def catalog_view(svc: FakeService, skipped_keys: int = 0) -> None:
+    """Every service has a catalog view; the real one exports all three parts from its start."""
+    for part in ("key", "kind", "value"):
+        svc.metrics["metering_catalog_records_skipped_total"].labels(part=part).inc(skipped_keys if part == "key" else 0)
+
+
 def healthy_ingest(svc: FakeService, n: int) -> None:
+    catalog_view(svc)
     m = svc.metrics
     m["metering_ingest_requests_total"].labels(route="/measurements/batch", status="202").inc(10)
     m["metering_ingest_requests_total"].labels(route="/measurements", status="422").inc(0)
@@ -182,6 +189,7 @@ def healthy_ingest(svc: FakeService, n: int) -> None:
 
 def healthy_aggregator(partitions: tuple[int, ...]) -> Callable[[FakeService, int], None]:
     def tick(svc: FakeService, n: int) -> None:
+        catalog_view(svc)
         m = svc.metrics
         events = m["metering_aggregator_events_total"]
         events.labels(outcome="folded").inc(100)
@@ -205,6 +213,7 @@ def healthy_aggregator(partitions: tuple[int, ...]) -> Callable[[FakeService, in
 
 
 def healthy_rater(svc: FakeService, n: int) -> None:
+    catalog_view(svc)
     m = svc.metrics
     m["metering_rater_periods_closed_total"].inc(0)
     m["metering_rater_invoices_published_total"].labels(kind="invoice").inc(0)
@@ -218,6 +227,7 @@ def healthy_rater(svc: FakeService, n: int) -> None:
 
 
 def broken_ingest(svc: FakeService, n: int) -> None:
+    catalog_view(svc, skipped_keys=1)  # someone writes non-UTF-8 keys to the catalog topic
     m = svc.metrics
     m["metering_ingest_requests_total"].labels(route="/measurements/batch", status="202").inc(5)
     m["metering_ingest_requests_total"].labels(route="/measurements/batch", status="503").inc(5)
@@ -233,6 +243,7 @@ def broken_ingest(svc: FakeService, n: int) -> None:
 def broken_aggregator(svc: FakeService, n: int) -> None:
     """Partition 0's lag grows, partition 1's watermark is stuck, writes fail, and
     periods close that the rater never invoices."""
+    catalog_view(svc)
     m = svc.metrics
     m["metering_aggregator_events_total"].labels(outcome="folded").inc(50)
     m["metering_aggregator_events_total"].labels(outcome="dead_lettered").inc(10)
@@ -254,6 +265,7 @@ def broken_aggregator(svc: FakeService, n: int) -> None:
 def broken_rater(svc: FakeService, n: int) -> None:
     # never publishes (the invoices counter has no series at all), and dead-letters some
     # of what it reads: fewer than the aggregator closes, so periods still go missing
+    catalog_view(svc)
     svc.metrics["metering_rater_dead_letters_total"].labels(reason="unreadable").inc(1)
     svc.metrics["metering_rater_dead_letters_total"].labels(reason="unknown_plan").inc(1)
     svc.metrics["metering_rater_periods_closed_total"].inc(0)
