@@ -24,11 +24,10 @@ from typing import Any, Callable
 
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.faults import Faults
-from services.aggregator.guard import DeadLetterGuard
 from services.aggregator.limits import LimitWatch
 from services.aggregator.metrics import DEAD_LETTERS, DEDUP_HITS, EVENTS, INGEST_TO_STORED
 from services.aggregator.outbox import Outbox
-from services.aggregator.processing import DeadLetter, Processor, Record, dead_letter_headers, parse_series_table_key
+from services.aggregator.processing import DeadLetter, Processor, Record, parse_series_table_key
 from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
 from services.aggregator.writer import StoreWriter
@@ -37,10 +36,6 @@ from shared.metrics_labels import field_label
 from shared.models.json_types import format_utc
 
 log = logging.getLogger("metering.aggregator")
-
-
-class DeadLetterLimit(Exception):
-    """Too many dead letters: more likely a bad deploy than bad input (see guard.py)."""
 
 
 @dataclass
@@ -53,7 +48,6 @@ class BatchHandler:
     watermarks: Watermarks
     closer: Closer
     limits: LimitWatch
-    guard: DeadLetterGuard
     topics: Any  # Declarations: measurements, dead_letters, state (the log's table)
     measurements_topic: str
     started: datetime
@@ -63,12 +57,10 @@ class BatchHandler:
 
     async def handle(self, records: list[Record]) -> None:
         now = datetime.now(timezone.utc)
+        # However much of a batch is dead-lettered, the worker goes on: stopping would turn
+        # hostile input into a restart loop, and a dead letter loses nothing (it carries
+        # the record and its reason; MeteringDeadLetterRateHigh tells a person).
         result = self.processor.process(records)
-        # Judged before anything is lettered: when the guard trips, the records stay
-        # unacked (and unlettered) for a fixed deploy to read again.
-        stop = self.guard.admit(len(records), len(result.dead_letters))
-        if stop is not None:
-            raise DeadLetterLimit(stop)
 
         # 0. forwards, dead letters, limit events
         outbox = Outbox()
@@ -133,7 +125,8 @@ class BatchHandler:
                    "partition": record.partition, "offset": record.offset, "index": letter.index,
                    "reason": letter.reason[:500]},
         )
-        await outbox.send(self.topics.dead_letters, record.key, letter.payload, headers=dead_letter_headers(letter))
+        copy = letter.as_letter()
+        await outbox.send(self.topics.dead_letters, copy.key, copy.value, headers=copy.headers)
 
 
 def _measurement_id(value: bytes | None) -> str | None:

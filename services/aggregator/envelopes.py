@@ -21,6 +21,11 @@ from shared.errors import field_errors
 from shared.models import Measurement
 
 _ENVELOPE = TypeAdapter(list[Measurement])
+# Each bad item of an envelope becomes a dead letter of its own; a bound on the items keeps
+# one hostile record (a megabyte of `{},`) from turning into 300,000 of them. The ingest
+# service writes at most 1,000.
+MAX_ENVELOPE_ITEMS = 10_000
+TOO_MANY_ITEMS = f"value: an envelope holds at most {MAX_ENVELOPE_ITEMS:,} measurements"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ def decode(value: bytes | None) -> list[Item] | str:
         measurements = _ENVELOPE.validate_json(value)
     except ValidationError as error:
         return _items_one_by_one(value, error)
+    if len(measurements) > MAX_ENVELOPE_ITEMS:
+        return TOO_MANY_ITEMS
     return [Item(i, m, None) for i, m in enumerate(measurements)]
 
 
@@ -57,6 +64,8 @@ def _items_one_by_one(value: bytes, error: ValidationError) -> list[Item] | str:
     raw = item_values(value)
     if raw is None:
         return _describe(error)
+    if len(raw) > MAX_ENVELOPE_ITEMS:
+        return TOO_MANY_ITEMS
     items = []
     for index, item in enumerate(raw):
         try:

@@ -127,11 +127,10 @@ class InvoiceStore:
                 extra={"topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
                        "reason": reason},
             )
-            self._producer.produce(
-                self._dead_letters_topic, key=message.key(), value=message.value(),
-                headers=dead_letters.headers(reason, message.topic(), message.partition(), message.offset()),
-                on_delivery=delivered,
-            )
+            copy = dead_letters.letter(reason, message.topic(), message.partition(), message.offset(),
+                                       message.key(), message.value())
+            self._producer.produce(self._dead_letters_topic, key=copy.key, value=copy.value,
+                                   headers=copy.headers, on_delivery=delivered)
         undelivered = self._producer.flush(DELIVERY_TIMEOUT_SECONDS)
         if undelivered or failures:
             # Stop without committing: after the restart the records are read and dead-lettered again.

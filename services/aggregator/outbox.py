@@ -8,7 +8,7 @@ all the offset commit) can never overtake an earlier one.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Sequence
 
 
 class Outbox:
@@ -17,7 +17,7 @@ class Outbox:
 
     async def send(
         self, topic: Any, key: bytes | None, value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
+        headers: Sequence[tuple[str, Any]] | None = None, partition: int | None = None,
     ) -> Awaitable[Any]:
         future: Awaitable[Any] = await topic.send(key=key, value=value, headers=headers, partition=partition)
         self._pending.append(future)

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Callable, MutableMapping
 
 from services.aggregator.envelopes import Item, decode, item_values
+from services.infra import dead_letters
 from services.infra.partitioning import SEPARATOR
 from shared.catalog import Catalog
 from shared.folding import empty_state, fold
@@ -69,6 +70,10 @@ class DeadLetter:
     @property
     def payload(self) -> bytes | None:
         return self.value if self.index is not None else self.record.value
+
+    def as_letter(self) -> dead_letters.Letter:
+        r = self.record
+        return dead_letters.letter(self.reason, r.topic, r.partition, r.offset, r.key, self.payload, self.index)
 
 
 @dataclass(frozen=True)
@@ -267,13 +272,3 @@ RAW_COLUMNS = [
     "customer_name", "meter_name", "id", "series", "value", "string_value", "event_time",
     "labels", "reset_total", "topic", "partition", "offset",
 ]
-
-
-def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
-    r = letter.record
-    return [
-        ("reason", letter.reason.encode()),
-        ("original_topic", r.topic.encode()),
-        ("original_partition", str(r.partition).encode()),
-        ("original_offset", str(r.offset).encode()),
-    ] + ([("original_index", str(letter.index).encode())] if letter.index is not None else [])

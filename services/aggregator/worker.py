@@ -24,7 +24,6 @@ from services.aggregator.app import Declarations, declare
 from services.aggregator.batches import BatchHandler
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.faults import Faults
-from services.aggregator.guard import DeadLetterGuard
 from services.aggregator.invoice_store import InvoiceStore
 from services.aggregator.limits import LimitWatch
 from services.aggregator.pages import add_pages
@@ -106,7 +105,6 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         processor=processor, state=state, writer=writer, projection=projection, index=index,
         watermarks=watermarks, closer=closer,
         limits=LimitWatch(lambda: view.catalog, subscription_at, state.series, state.marks, index),
-        guard=DeadLetterGuard(settings.dead_letter_max_ratio, settings.dead_letter_min_records, 60.0),
         topics=d, measurements_topic=measurements_topic, started=started, faults=faults, send_state=send_state,
     )
     ticker = Ticker(

@@ -179,10 +179,9 @@ class Rater:
             extra={"topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
                    "reason": letter.reason},
         )
-        producer.produce(
-            self.dead_letters_topic, key=message.key(), value=message.value(),
-            headers=dead_letters.headers(letter.reason, message.topic(), message.partition(), message.offset()),
-        )
+        copy = dead_letters.letter(letter.reason, message.topic(), message.partition(), message.offset(),
+                                   message.key(), message.value())
+        producer.produce(self.dead_letters_topic, key=copy.key, value=copy.value, headers=copy.headers)
 
     def _charge_immediately(self, producer: Producer, ledger: Ledger) -> None:
         """Publish the immediate invoice of each subscription whose add-ons ask for one.

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from services.aggregator.processing import (
-    dead_letter_headers,
     SEP,
     Processor,
     Record,
@@ -250,7 +249,7 @@ def test_a_bad_item_of_an_envelope_is_dead_lettered_alone_with_its_index() -> No
         (1, "value: must be a number for INT meter 'api_calls'", usage("b", "many")),
         (2, "value: Field required", {"id": "c"}),
     ]
-    assert dict(dead_letter_headers(result.dead_letters[0]))["original_index"] == b"1"
+    assert dict(result.dead_letters[0].as_letter().headers)["original_index"] == b"1"
 
 
 def test_an_envelope_that_is_not_an_array_of_objects_is_one_dead_letter() -> None:

@@ -1,0 +1,49 @@
+"""services.aggregator.envelopes.decode: every record gives items or one reason, never raises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.aggregator.envelopes import MAX_ENVELOPE_ITEMS, TOO_MANY_ITEMS, decode
+
+GOOD = {"id": "a", "meter_name": "m", "customer_name": "c", "value": 1}
+
+
+def test_one_object_is_one_item_without_an_index() -> None:
+    [item] = decode(json.dumps(GOOD).encode())  # type: ignore[misc]
+    assert item.index is None and item.measurement is not None and item.problem is None
+
+
+def test_an_envelope_gives_its_items_in_order_and_a_bad_one_alone() -> None:
+    items = decode(json.dumps([GOOD, {**GOOD, "id": 5}, {**GOOD, "id": "c"}]).encode())
+    assert not isinstance(items, str)
+    assert [(i.index, i.measurement is not None) for i in items] == [(0, True), (1, False), (2, True)]
+    assert items[1].problem == "id: Input should be a valid string"
+
+
+def test_an_envelope_at_the_item_bound_is_read() -> None:
+    items = decode(json.dumps([{**GOOD, "id": str(i)} for i in range(MAX_ENVELOPE_ITEMS)]).encode())
+    assert not isinstance(items, str) and len(items) == MAX_ENVELOPE_ITEMS
+
+
+@pytest.mark.parametrize("item", [GOOD, {}, 1])
+def test_an_envelope_over_the_item_bound_is_one_problem(item: object) -> None:
+    # valid or not, one reason for the record: never 300,000 dead letters from one record
+    assert decode(json.dumps([item] * (MAX_ENVELOPE_ITEMS + 1)).encode()) == TOO_MANY_ITEMS
+
+
+@pytest.mark.parametrize("value", [
+    b"[" * 100_000 + b"]" * 100_000, b"{" * 100_000, b"\xff\xfe", b"", b"5", b"null", b'"x"', b"{not json",
+])
+def test_unreadable_records_are_one_problem(value: bytes) -> None:
+    assert isinstance(decode(value), str)
+
+
+def test_an_empty_record_says_so() -> None:
+    assert decode(None) == "value: empty record (a measurement JSON object or array is required)"
+
+
+def test_an_empty_envelope_has_no_items() -> None:
+    assert decode(b"[]") == []
