@@ -154,9 +154,10 @@ class CatalogView:
 
     def _apply(self, message: Message) -> None:
         key, value = message.key(), message.value()
-        if key is None:
-            return
         where = f"partition {message.partition()} offset {message.offset()}"
+        if key is None:  # a compacted topic refuses keyless records; counted should one appear
+            _skip("key", "catalog record at %s skipped: it has no key", where)
+            return
         try:
             kind, _, name = key.decode().partition("/")
         except UnicodeDecodeError:
@@ -174,6 +175,13 @@ class CatalogView:
             # Only validated entities are written, so this is a writer this version does
             # not know (a newer shape, or no validation at all). Keep going; say so loudly.
             _skip("value", "catalog record %r at %s skipped: its value could not be read: %s", key[:200], where, error)
+            return
+        own_key = entity.key if isinstance(entity, Subscription) else entity.name
+        if own_key != name:
+            # Its tombstone (keyed by `name`) could never delete it, and compaction would
+            # keep both: the view must agree with what a restart reads back.
+            _skip("value", "catalog record %r at %s skipped: it holds %r, not the entity its key names",
+                  key[:200], where, own_key[:200])
             return
         self.catalog.put(entity)
 

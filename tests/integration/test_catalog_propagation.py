@@ -162,7 +162,7 @@ def test_refused_writes_leave_the_topic_untouched(
     assert _records(settings, kafka_bootstrap) == before
 
 
-def _produce_raw(settings: Settings, bootstrap: str, records: list[tuple[bytes, bytes | None]]) -> None:
+def _produce_raw(settings: Settings, bootstrap: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
     """Records as a writer that skips validation (or a newer version) would write them."""
     producer = Producer({"bootstrap.servers": bootstrap})
     for key, value in records:
@@ -185,13 +185,14 @@ def test_unreadable_catalog_records_are_skipped_logged_and_counted(
         (b"customers/bad", b"{not json"),  # a value that is not JSON
         (b"customers/typed", b'{"name": 7}'),  # JSON, but no customer
         (b"widgets/w", b"{}"),  # a kind this version does not know
+        (b"customers/decoy", b'{"name": "victim"}'),  # an entity under another's key
     ])
     # A write after them answers only once this view applied it: the thread went on.
     assert client.post("/customers", json={"name": "after"}).status_code == 201
     assert set(view.catalog.customers) == {"after"}
     assert view.ready and client.get("/readyz").status_code == 200
-    assert {part: _skipped(part) - before[part] for part in before} == {"key": 2, "kind": 1, "value": 2}
-    assert sum("skipped" in record.getMessage() for record in caplog.records) == 5
+    assert {part: _skipped(part) - before[part] for part in before} == {"key": 2, "kind": 1, "value": 3}
+    assert sum("skipped" in record.getMessage() for record in caplog.records) == 6
 
 
 def test_a_view_whose_thread_stopped_is_not_ready(
