@@ -12,8 +12,8 @@ of the envelope is used.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -58,12 +58,12 @@ def decode(value: bytes | None) -> list[Item] | str:
 
 
 def _items_one_by_one(value: bytes, error: ValidationError) -> list[Item] | str:
-    """The slow path, for an envelope with at least one bad item."""
-    if any(not e["loc"] or not isinstance(e["loc"][0], int) for e in error.errors()):
-        return _describe(error)  # not JSON, or not an array
+    """The slow path, for an envelope with at least one bad item (or one pydantic's JSON
+    parser refuses outright, such as a number of 5,000 digits: then each item is judged
+    on its own, and only the one holding it is lost)."""
     raw = item_values(value)
     if raw is None:
-        return _describe(error)
+        return _describe(error)  # not JSON, or not an array
     if len(raw) > MAX_ENVELOPE_ITEMS:
         return TOO_MANY_ITEMS
     items = []
@@ -75,12 +75,41 @@ def _items_one_by_one(value: bytes, error: ValidationError) -> list[Item] | str:
     return items
 
 
+# Spans only: numbers stay text, so a 5,000-digit number (past Python's 4,300-digit int
+# conversion limit) is just a bad item, not a reason to give up on the whole envelope.
+_SPANS = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
 def item_values(value: bytes) -> list[bytes] | None:
-    """Each item of an envelope as JSON bytes of its own (for dead letters and forwarding)."""
+    """Each item of an envelope as the exact bytes it was written with (for dead letters
+    and forwarding), or None when the record is not a readable JSON array."""
     try:
-        parsed: Any = json.loads(value)
-    except (ValueError, RecursionError):
+        text = value.decode()
+    except UnicodeDecodeError:
         return None
-    if not isinstance(parsed, list):
+    at = _skip_blank(text, 0)
+    if text[at:at + 1] != "[":
         return None
-    return [json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode() for item in parsed]
+    at = _skip_blank(text, at + 1)
+    items: list[bytes] = []
+    while text[at:at + 1] != "]" or items:
+        try:
+            _, end = _SPANS.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            return None
+        items.append(text[at:end].encode())
+        at = _skip_blank(text, end)
+        if text[at:at + 1] == "]":
+            break
+        if len(items) > MAX_ENVELOPE_ITEMS:
+            return items  # enough to say it is too many; the caller refuses the record
+        if text[at:at + 1] != ",":
+            return None
+        at = _skip_blank(text, at + 1)
+    return items if _skip_blank(text, at + 1) == len(text) else None
+
+
+def _skip_blank(text: str, at: int) -> int:
+    match = _BLANK.match(text, at)
+    return match.end() if match is not None else at

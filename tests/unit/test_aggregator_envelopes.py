@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.aggregator.envelopes import MAX_ENVELOPE_ITEMS, TOO_MANY_ITEMS, decode
+from services.aggregator.envelopes import MAX_ENVELOPE_ITEMS, TOO_MANY_ITEMS, decode, item_values
 
 GOOD = {"id": "a", "meter_name": "m", "customer_name": "c", "value": 1}
 
@@ -47,3 +47,21 @@ def test_an_empty_record_says_so() -> None:
 
 def test_an_empty_envelope_has_no_items() -> None:
     assert decode(b"[]") == []
+
+
+def test_a_number_past_pythons_digit_limit_spoils_only_its_item() -> None:
+    # json.loads refuses ints over 4,300 digits: the whole envelope used to be one dead
+    # letter, its valid items with it (found by tests/e2e/test_kafka_fuzz.py).
+    value = b'[' + json.dumps(GOOD).encode() + b', {"id": "b", "meter_name": "m", "value": ' + b"7" * 5000 + b"}]"
+    items = decode(value)
+    assert not isinstance(items, str)
+    assert [i.measurement is not None for i in items] == [True, False]
+
+
+@pytest.mark.parametrize("value,spans", [
+    (b"[]", []), (b" [ ] ", []), (b'[1, "a" ,{"x": [1]}]', [b"1", b'"a"', b'{"x": [1]}']),
+    (b"[1,]", None), (b"[1 2]", None), (b"[", None), (b"[1] x", None), (b"{}", None), (b"\xff[", None),
+    (b"[" + b"7" * 5000 + b"]", [b"7" * 5000]),
+])
+def test_item_values_are_the_exact_spans_written(value: bytes, spans: list[bytes] | None) -> None:
+    assert item_values(value) == spans
