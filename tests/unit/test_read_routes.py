@@ -91,7 +91,8 @@ def test_a_bad_usage_parameter_is_400_naming_it(params: dict[str, str], field: s
 def test_a_query_the_store_refuses_is_400_on_query() -> None:
     response = _client(Store(failure=QueryError("start_time is required"))).get("/customers/acme/usage", params=USAGE)
     assert response.status_code == 400
-    assert response.json() == {"error": "invalid request", "errors": [{"field": "query", "reason": "start_time is required"}]}
+    assert response.json() == {"error": "invalid request",
+                               "errors": [{"field": "query", "reason": "start_time is required"}]}
 
 
 @pytest.mark.parametrize("path,params", [
