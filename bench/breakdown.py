@@ -23,7 +23,7 @@ from typing import Any
 from bench.catalog import METERS, PLAN, PLAN_NAME, customer_name
 from services.aggregator.closing import SeriesIndex
 from services.aggregator.processing import Processor, Record
-from services.ingest.api import _record
+from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
 from shared.catalog import Catalog
 from shared.models import Customer, Meter, PricePlan, Subscription
@@ -70,7 +70,7 @@ def ingest_cpu(catalog: Catalog, rounds: int = 50) -> dict[str, float]:
         assert not errors, errors[:3]
         t3 = time.perf_counter()
         for measurement, fact in zip(parsed, facts):
-            _record(measurement, fact, now)
+            record_of(measurement, fact, now)
         t4 = time.perf_counter()
         if round_ >= 5:  # warm-up first
             for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):

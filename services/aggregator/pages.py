@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Any, Callable
 
 import faust
@@ -12,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.aggregator.writer import StoreWriter
 from services.infra import queries
+from services.infra.web import authorized, error_body
 
 
 def add_pages(app: faust.App, writer: StoreWriter, api_key: bytes | None, checks: Callable[[], dict[str, bool]]) -> None:
@@ -29,18 +29,16 @@ def add_pages(app: faust.App, writer: StoreWriter, api_key: bytes | None, checks
     @app.page("/store/{name}")
     async def store_read(web: Any, request: Any, name: str) -> Any:
         """Named read queries over the store this process owns (see infra/queries.py)."""
-        if api_key is not None:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key):
-                return web.json({"error": "unauthorized"}, status=401)
+        if not authorized(request.headers.get("Authorization"), api_key):
+            return web.json(error_body("unauthorized"), status=401)
         query = queries.QUERIES.get(name)
         if query is None:
-            return web.json({"error": f"unknown query {name!r}"}, status=404)
+            return web.json(error_body(f"unknown query {name!r}"), status=404)
         params = dict(request.query)
         try:
             result = await asyncio.to_thread(writer.read, lambda client: query(client, params))
         except queries.QueryError as error:
-            return web.json({"error": "invalid query", "reason": str(error)}, status=400)
+            return web.json(error_body("invalid query", reason=str(error)), status=400)
         return web.json(result)
 
     @app.page("/metrics")

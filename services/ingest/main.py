@@ -9,7 +9,7 @@ import uvicorn
 from services.infra.catalog_view import CatalogView
 from services.infra.store_reader import reader_for
 from services.ingest.api import create_app
-from services.ingest.catalog_routes import KafkaCatalogWriter
+from services.ingest.catalog_access import KafkaCatalogWriter
 from services.ingest.publisher import Publisher
 from services.settings import Settings
 

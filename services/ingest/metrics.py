@@ -12,8 +12,9 @@ DELIVERY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 QUEUE = Gauge("metering_ingest_producer_queue_depth", "Records waiting in the producer queue")
+CATALOG_REQUESTS = Counter("metering_catalog_requests_total", "Catalog API requests", ["kind", "method", "status"])
 
-__all__ = ["DELIVERY", "EVENTS", "QUEUE", "REJECTIONS", "REQUESTS", "field_label"]
+__all__ = ["CATALOG_REQUESTS", "DELIVERY", "EVENTS", "QUEUE", "REJECTIONS", "REQUESTS", "field_label"]
 
 # Every bounded label value exists from the first scrape, so rates and alerts see a 0
 # rather than no series at all.

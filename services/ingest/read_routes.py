@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, ParamSpec
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from services.infra.queries import QueryError
 from services.infra.store_reader import StoreReader, StoreUnavailable
+from services.infra.web import error_response, problem
 from services.ingest.routing import RawPathRoute
 from shared.catalog import Catalog
 from shared.entitlements import entitlements
-from shared.periods import period_at_index, period_containing
+from shared.models import PricePlan, Subscription
+from shared.periods import Period, period_at_index, period_containing
 from shared.rating import RatingInput, invoice_total, rate
 from shared.models.json_types import format_utc
 from shared.money import decimal_text
@@ -23,11 +27,6 @@ from shared.timeline import empty_timeline, insert, is_order_dependent, quantity
 from shared.windows import WINDOWS, next_window, windows
 
 MAX_WINDOWS = 10_000
-
-
-def _error(status: int, field: str, reason: str) -> Response:
-    return JSONResponse({"error": reason if status != 400 else "invalid request",
-                         "errors": [{"field": field, "reason": reason}]}, status_code=status)
 
 
 def _instant(text: str, field: str) -> datetime:
@@ -68,17 +67,63 @@ def _usage_row(row: dict[str, Any], window: str) -> dict[str, Any]:
             "series": row["series"], "value": row["value"]}
 
 
-class BadParameter(Exception):
+class Refused(Exception):
+    """A read answered with an error naming the field at fault."""
+
+    status = 404
+
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason = field, reason
 
+    def response(self) -> Response:
+        error = "invalid request" if self.status == 400 else self.reason
+        return error_response(self.status, error, errors=[problem(self.field, self.reason)])
+
+
+class BadParameter(Refused):
+    status = 400
+
+
+P = ParamSpec("P")
+
+
+def _answered(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+    """The handler's answer, or the error that refused it (a store that cannot answer: 503)."""
+
+    @functools.wraps(handler)
+    async def answered(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return await handler(*args, **kwargs)
+        except Refused as refused:
+            return refused.response()
+        except StoreUnavailable as error:
+            return error_response(503, "store unavailable", reason=str(error))
+
+    return answered
+
 
 def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRouter:
+    routes = ReadRoutes(catalog, reader)
     router = APIRouter(route_class=RawPathRoute)
+    router.add_api_route("/customers/{name}/usage", routes.usage, methods=["GET"], tags=["usage"])
+    router.add_api_route("/invoices", routes.list_invoices, methods=["GET"], tags=["invoices"])
+    router.add_api_route("/invoices/{invoice_id}", routes.get_invoice, methods=["GET"], tags=["invoices"])
+    router.add_api_route("/customers/{name}/invoice_preview", routes.invoice_preview, methods=["GET"],
+                         tags=["invoices"])
+    router.add_api_route("/customers/{name}/entitlements", routes.customer_entitlements, methods=["GET"],
+                         tags=["entitlements"])
+    return router
 
-    @router.get("/customers/{name}/usage", tags=["usage"])
+
+class ReadRoutes:
+    def __init__(self, catalog: Callable[[], Catalog], reader: StoreReader) -> None:
+        self._catalog = catalog
+        self._reader = reader
+
+    @_answered
     async def usage(
+        self,
         name: str,
         meter_name: str = Query(..., description="the meter to read"),
         start_time: str = Query(..., description="RFC 3339, inclusive"),
@@ -86,93 +131,54 @@ def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRoute
         window: str = Query("day", description="hour, day or month (UTC calendar windows)"),
     ) -> Response:
         """Usage per window and primary-label series, computed as the aggregator does."""
-        known = catalog()
+        known = self._catalog()
         if name not in known.customers:
-            return _error(404, "name", f"unknown customer {name!r}")
+            raise Refused("name", f"unknown customer {name!r}")
         meter = known.meters.get(meter_name)
         if meter is None:
-            return _error(404, "meter_name", f"unknown meter {meter_name!r}")
+            raise Refused("meter_name", f"unknown meter {meter_name!r}")
+        start, end = _instant(start_time, "start_time"), _instant(end_time, "end_time")
+        if end <= start:
+            raise BadParameter("end_time", "must be after start_time")
+        if window not in WINDOWS:
+            raise BadParameter("window", "must be one of hour, day, month")
+        spans = _windows(start, end, window)
+        params = {"customer_name": name, "meter_name": meter_name,
+                  "start_time": format_utc(start), "end_time": format_utc(end), "window": window}
         try:
-            start, end = _instant(start_time, "start_time"), _instant(end_time, "end_time")
-            if end <= start:
-                raise BadParameter("end_time", "must be after start_time")
-            if window not in WINDOWS:
-                raise BadParameter("window", "must be one of hour, day, month")
-            spans = _windows(start, end, window)
-            params = {"customer_name": name, "meter_name": meter_name,
-                      "start_time": format_utc(start), "end_time": format_utc(end), "window": window}
             if is_order_dependent(meter):
-                points = await reader.read("points", params)
-                data = _from_points(meter, points, spans, start, end)
+                data = _from_points(meter, await self._reader.read("points", params), spans, start, end)
             else:
-                rows = await reader.read("usage", {**params, "aggregation": meter.aggregation})
+                rows = await self._reader.read("usage", {**params, "aggregation": meter.aggregation})
                 data = [_usage_row(row, window) for row in rows]
-        except BadParameter as error:
-            return _error(400, error.field, error.reason)
         except QueryError as error:
-            return _error(400, "query", str(error))
-        except StoreUnavailable as error:
-            return JSONResponse({"error": "store unavailable", "reason": str(error)}, status_code=503,
-                                headers={"Retry-After": "5"})
+            raise BadParameter("query", str(error)) from error
         return JSONResponse({"customer_name": name, "meter_name": meter_name, "window": window,
                              "start_time": format_utc(start), "end_time": format_utc(end), "data": data})
 
-    @router.get("/invoices", tags=["invoices"])
-    async def list_invoices(customer_name: str = Query(...)) -> Response:
-        try:
-            rows = await reader.read("invoices", {"customer_name": customer_name})
-        except StoreUnavailable as error:
-            return JSONResponse({"error": "store unavailable", "reason": str(error)}, status_code=503,
-                                headers={"Retry-After": "5"})
+    @_answered
+    async def list_invoices(self, customer_name: str = Query(...)) -> Response:
+        rows = await self._reader.read("invoices", {"customer_name": customer_name})
         return JSONResponse({"invoices": [json.loads(r["body"]) for r in rows]})
 
-    @router.get("/invoices/{invoice_id}", tags=["invoices"])
-    async def get_invoice(invoice_id: str) -> Response:
-        try:
-            rows = await reader.read("invoice", {"invoice_id": invoice_id})
-        except StoreUnavailable as error:
-            return JSONResponse({"error": "store unavailable", "reason": str(error)}, status_code=503,
-                                headers={"Retry-After": "5"})
+    @_answered
+    async def get_invoice(self, invoice_id: str) -> Response:
+        rows = await self._reader.read("invoice", {"invoice_id": invoice_id})
         if not rows:
-            return _error(404, "invoice_id", f"no invoice {invoice_id!r}")
+            raise Refused("invoice_id", f"no invoice {invoice_id!r}")
         return JSONResponse(json.loads(rows[0]["body"]))
 
-    async def _open_period_usage(name: str) -> tuple[Any, Any, Any, dict[str, Decimal]] | Response:
-        """(subscription, plan, period, usage per meter) of the customer's open period."""
-        known = catalog()
-        if name not in known.customers:
-            return _error(404, "name", f"unknown customer {name!r}")
-        now = datetime.now(timezone.utc)
-        subscription = known.subscription_at(name, now)
-        plan = known.price_plans.get(subscription.price_plan_name) if subscription else None
-        if subscription is None or plan is None:
-            return _error(404, "name", f"customer {name!r} has no subscription in force now")
-        period = period_containing(subscription.start_time, plan.period, now, subscription.end_time)
-        try:
-            rows = await reader.read("totals", {"customer_name": name})
-        except StoreUnavailable as error:
-            return JSONResponse({"error": "store unavailable", "reason": str(error)}, status_code=503,
-                                headers={"Retry-After": "5"})
-        usage: dict[str, Decimal] = {}
-        for row in rows:
-            if row["period_start"] == format_utc(period.start):
-                usage[row["meter_name"]] = usage.get(row["meter_name"], Decimal(0)) + Decimal(row["value"])
-        return subscription, plan, period, usage
-
-    @router.get("/customers/{name}/invoice_preview", tags=["invoices"])
-    async def invoice_preview(name: str) -> Response:
+    @_answered
+    async def invoice_preview(self, name: str) -> Response:
         """The draft invoice of the open period from live totals (nothing is published).
 
         Live totals of a period that a trial ends in are not split at the trial's end, so
         its draft bills in-trial usage too; the published invoice does not.
         """
-        found = await _open_period_usage(name)
-        if isinstance(found, Response):
-            return found
-        subscription, plan, period, usage = found
+        subscription, plan, period, usage = await self._open_period_usage(name)
         full = period_at_index(subscription.start_time, plan.period, period.index)
         lines = rate(RatingInput(plan=plan, period=period, full_period_seconds=full.seconds, usage=usage,
-                                 meters=catalog().meters, subscription=subscription))
+                                 meters=self._catalog().meters, subscription=subscription))
         return JSONResponse({
             "draft": True, "customer_name": name, "price_plan_name": plan.name,
             "period_start": format_utc(period.start), "period_end": format_utc(period.end), "currency": "USD",
@@ -180,13 +186,10 @@ def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRoute
             "total": str(invoice_total(lines)), "as_of": format_utc(datetime.now(timezone.utc)),
         })
 
-    @router.get("/customers/{name}/entitlements", tags=["entitlements"])
-    async def customer_entitlements(name: str) -> Response:
+    @_answered
+    async def customer_entitlements(self, name: str) -> Response:
         """The plan's features and add-ons, and each limit with this period's usage."""
-        found = await _open_period_usage(name)
-        if isinstance(found, Response):
-            return found
-        subscription, plan, period, usage = found
+        subscription, plan, period, usage = await self._open_period_usage(name)
         items = entitlements(plan, subscription, usage)
         return JSONResponse({
             "customer_name": name, "price_plan_name": plan.name,
@@ -201,7 +204,23 @@ def read_router(catalog: Callable[[], Catalog], reader: StoreReader) -> APIRoute
             ],
         })
 
-    return router
+    async def _open_period_usage(self, name: str) -> tuple[Subscription, PricePlan, Period, dict[str, Decimal]]:
+        """(subscription, plan, period, usage per meter) of the customer's open period."""
+        known = self._catalog()
+        if name not in known.customers:
+            raise Refused("name", f"unknown customer {name!r}")
+        now = datetime.now(timezone.utc)
+        subscription = known.subscription_at(name, now)
+        plan = known.price_plans.get(subscription.price_plan_name) if subscription else None
+        if subscription is None or plan is None:
+            raise Refused("name", f"customer {name!r} has no subscription in force now")
+        period = period_containing(subscription.start_time, plan.period, now, subscription.end_time)
+        rows = await self._reader.read("totals", {"customer_name": name})
+        usage: dict[str, Decimal] = {}
+        for row in rows:
+            if row["period_start"] == format_utc(period.start):
+                usage[row["meter_name"]] = usage.get(row["meter_name"], Decimal(0)) + Decimal(row["value"])
+        return subscription, plan, period, usage
 
 
 def _from_points(

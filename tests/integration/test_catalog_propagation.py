@@ -18,7 +18,7 @@ from services.demo import GROWTH_PLAN
 from services.infra import topics
 from services.infra.catalog_view import CatalogView, entity_key
 from services.ingest.api import create_app
-from services.ingest.catalog_routes import KafkaCatalogWriter
+from services.ingest.catalog_access import KafkaCatalogWriter
 from services.settings import Settings
 from shared.catalog import Catalog
 from tests.unit.test_ingest_api import FakeSink
