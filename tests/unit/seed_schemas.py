@@ -3,6 +3,8 @@
 The seeds are text files (a description, then a line "JSON Schema", then the schema
 as JSON up to the end of the file). They live in the repository's parent directory,
 `<parent>/shared/seeds`; when that directory is missing, `METERING_SEEDS_DIR` names it.
+A clone with neither skips the tests that need them (`requires_seeds`, `skip_without_seeds`)
+rather than failing: the generated schemas in docs/schemas are checked without them.
 
 The validator is draft-07 with `Draft7Validator.FORMAT_CHECKER`, extended by exactly
 one thing: the OpenAPI keyword `nullable: true` lets `null` through the `type` check
@@ -21,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 from jsonschema import Draft7Validator, ValidationError, validators
 
 from shared.models.limits import MAX_NAME_LENGTH
@@ -31,6 +34,25 @@ SCHEMA_MARKER = "JSON Schema"
 SEEDS_ENV = "METERING_SEEDS_DIR"
 
 DEFAULT_SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+
+
+def seeds_available() -> bool:
+    """Whether seeds_dir() has somewhere to look: the default place exists, or the variable is set.
+
+    A set variable naming a missing directory counts as available, so that mistake fails
+    loudly instead of skipping.
+    """
+    return DEFAULT_SEEDS_DIR.is_dir() or bool(os.environ.get(SEEDS_ENV))
+
+
+SEEDS_MISSING = f"seed schemas not found at {DEFAULT_SEEDS_DIR} and {SEEDS_ENV} is not set"
+requires_seeds = pytest.mark.skipif(not seeds_available(), reason=SEEDS_MISSING)
+
+
+def skip_without_seeds() -> None:
+    """Skip the calling test module at import, before it reads a seed at module level."""
+    if not seeds_available():
+        pytest.skip(SEEDS_MISSING, allow_module_level=True)
 
 
 def seeds_dir() -> Path:
