@@ -1,4 +1,4 @@
-"""The seed JSON Schemas (Customer, PricePlan) as jsonschema validators, for tests.
+"""The seed JSON Schemas (Customer, PricePlan), and ours in docs/schemas, as jsonschema validators.
 
 The seeds are text files (a description, then a line "JSON Schema", then the schema
 as JSON up to the end of the file). They live in the repository's parent directory,
@@ -34,6 +34,7 @@ SCHEMA_MARKER = "JSON Schema"
 SEEDS_ENV = "METERING_SEEDS_DIR"
 
 DEFAULT_SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+GENERATED_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"  # make schemas
 
 
 def seeds_available() -> bool:
@@ -112,3 +113,13 @@ def customer_validator() -> Any:
 @cache
 def price_plan_validator() -> Any:
     return seed_validator(PRICE_PLAN_SEED)
+
+
+@cache
+def generated_validator(filename: str) -> Any:
+    """A plain draft-07 validator (format checks on) of a schema in docs/schemas: what a
+    client using our published schema would run. No `nullable` extension: ours says
+    `anyOf: [number, null]` where null is allowed."""
+    schema = json.loads((GENERATED_DIR / filename).read_text(encoding="utf-8"))
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
