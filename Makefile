@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test up bench stress lint typecheck clean lock
+.PHONY: demo test up bench stress lint typecheck schemas clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ stress: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
+
+# The Customer and PricePlan JSON Schemas, generated from the models into docs/schemas
+# (tests/unit/test_generated_schemas.py fails when they are stale).
+schemas: $(STAMP)
+	$(BIN)/python scripts/generate_schemas.py
 
 # Re-resolve the pinned set after changing pyproject.toml's dependencies.
 lock:

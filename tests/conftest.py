@@ -17,8 +17,8 @@ from typing import Iterator
 import pytest
 
 from services.infra.kafka_broker import LocalKafkaBroker
-from services.infra.ports import free_port
 from services.settings import Settings
+from tests.support.pipeline import pipeline_settings as pipeline_settings_for
 
 USE_DOCKER = os.environ.get("METERING_TEST_DOCKER") == "1"
 
@@ -73,19 +73,4 @@ def unique() -> str:
 @pytest.fixture
 def pipeline_settings(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path: Path, unique: str) -> Settings:
     """Settings for one isolated pipeline: own topics, groups, ports, store."""
-    return Settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        clickhouse_url=clickhouse_url,
-        clickhouse_database=f"t_{unique}",
-        data_dir=tmp_path / "data",
-        topic_prefix=f"t{unique}.",
-        consumer_group_prefix=f"t{unique}",
-        partitions=2,
-        http_port=free_port(),
-        aggregator_port=free_port(),
-        rater_port=free_port(),
-        api_key="test-key-" + unique,
-        allowed_lateness_seconds=0.5,
-        grace_seconds=1.0,
-        idle_seconds=1.5,
-    )
+    return pipeline_settings_for(kafka_bootstrap, clickhouse_url, tmp_path / "data", unique=unique)

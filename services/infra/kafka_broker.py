@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -48,18 +49,34 @@ def fetch_jars() -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     log.info("fetching Apache Kafka %s jars from Maven Central into %s", KAFKA_VERSION, libs)
-    subprocess.run(
-        [
-            "mvn", "-q", "-B", "-f", str(POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
-        ],
-        check=True,
-    )
+    run_quietly(maven_command(tmp))
     (tmp / ".complete").touch()
     shutil.rmtree(libs, ignore_errors=True)
     tmp.rename(libs)
     return libs
+
+
+# Quiet, non-interactive, no download progress, no colour. Even so, Debian's Maven 3.8
+# (jansi) writes a stray reset code (ESC[0m) to both streams, hence run_quietly.
+MAVEN_QUIET = ("-q", "-B", "--no-transfer-progress", "-Dstyle.color=never")
+_CONTROL_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def maven_command(output_dir: Path) -> list[str]:
+    """The Maven call that copies the broker's runtime jars into `output_dir`."""
+    return [
+        "mvn", *MAVEN_QUIET, "-f", str(POM), "dependency:copy-dependencies",
+        f"-DoutputDirectory={output_dir}", "-DincludeScope=runtime",
+    ]
+
+
+def run_quietly(command: list[str]) -> None:
+    """Run a build tool with its output captured: nothing shows when it succeeds; when it
+    fails, its output (terminal control codes removed) is the error's message."""
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+    if done.returncode != 0:
+        output = _CONTROL_SEQUENCE.sub("", done.stdout + done.stderr).strip()
+        raise RuntimeError(f"{command[0]} failed with exit code {done.returncode}:\n{output}")
 
 
 def _java() -> str:

@@ -25,32 +25,24 @@ from services.infra import topics
 from services.infra.catalog_view import publish_catalog
 from services.infra.ports import free_port
 from services.infra.stack import Stack
-from services.settings import Settings, settings_env
+from services.settings import settings_env
 from shared.catalog import parse_catalog
 from shared.periods import Period
 from tests.e2e.streaming import (
     KINDS, await_totals, delivery_order, measurements, produce, scenario_catalog, subscription_window, utc_now,
 )
 from tests.support.oracle import MeterSpec, expected_totals
+from tests.support.pipeline import pipeline_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
-
-
-def _settings(bootstrap: str, root: Path, clickhouse_url: str | None) -> Settings:
-    unique = uuid.uuid4().hex[:8]
-    return Settings(
-        kafka_bootstrap_servers=bootstrap, clickhouse_url=clickhouse_url, clickhouse_database=f"t_{unique}",
-        data_dir=root, topic_prefix=f"agg{unique}.", consumer_group_prefix=f"agg{unique}", partitions=2,
-        http_port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key="k",
-        allowed_lateness_seconds=0.5, grace_seconds=1.0, idle_seconds=1.5, session_timeout_seconds=6.0,
-        housekeeping_seconds=5.0,
-    )
 
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("aggregation")
-    with Stack(_settings(kafka_bootstrap, root, clickhouse_url), log_dir=root / "logs") as running:
+    settings = pipeline_settings(kafka_bootstrap, clickhouse_url, root, tag="agg", session_timeout_seconds=6.0,
+                                 housekeeping_seconds=5.0)
+    with Stack(settings, log_dir=root / "logs") as running:
         yield running
 
 

@@ -24,11 +24,9 @@ from confluent_kafka import Producer
 from services.aggregator.faults import POINTS
 from services.infra import topics
 from services.infra.catalog_view import publish_catalog
-from services.infra.ports import free_port
 from services.infra.stack import Stack
 from services.rater.invoicing import invoice_for
 from services.rater.ledger import Ledger
-from services.settings import Settings
 from shared.catalog import parse_catalog
 from shared.models.invoice import Invoice, PeriodTotals
 from shared.periods import Period
@@ -37,6 +35,7 @@ from tests.e2e.streaming import (
 )
 from tests.support.kafka import read_invoices
 from tests.support.oracle import MeterSpec, expected_totals
+from tests.support.pipeline import pipeline_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -58,14 +57,8 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def stack(kafka_bootstrap: str, clickhouse_url: str | None, control: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("crash")
-    unique = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap, clickhouse_url=clickhouse_url, clickhouse_database=f"t_{unique}",
-        data_dir=root, topic_prefix=f"crash{unique}.", consumer_group_prefix=f"crash{unique}", partitions=2,
-        http_port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key="k",
-        allowed_lateness_seconds=0.5, grace_seconds=1.0, idle_seconds=1.5, session_timeout_seconds=6.0,
-        housekeeping_seconds=5.0,
-    )
+    settings = pipeline_settings(kafka_bootstrap, clickhouse_url, root, tag="crash", session_timeout_seconds=6.0,
+                                 housekeeping_seconds=5.0)
     with Stack(settings, log_dir=root / "logs") as running:
         yield running
 

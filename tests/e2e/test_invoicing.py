@@ -37,8 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, localcontext
-from pathlib import Path
+from decimal import Decimal
 from typing import Any, Iterator
 
 import httpx
@@ -47,14 +46,14 @@ from confluent_kafka import Consumer, Producer
 
 from services.infra import topics
 from services.infra.catalog_view import publish_catalog
-from services.infra.ports import free_port
 from services.infra.stack import Stack
-from services.settings import Settings
 from shared.catalog import parse_catalog
 from shared.models.invoice import Invoice, PeriodTotals, invoice_id
 from shared.periods import add_months
 from tests.e2e.streaming import auth
+from tests.support.decimals import ratio, times
 from tests.support.kafka import read_invoices, wait_for_no_lag
+from tests.support.pipeline import pipeline_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -63,18 +62,6 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 TRIAL_DAYS = 10
 PERIOD_ENDS_IN = timedelta(seconds=15)
-
-
-def ratio(a: int, b: int) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 80
-        return D(a) / D(b)
-
-
-def times(n: int, fraction: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 80
-        return n * fraction
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,20 +199,10 @@ def _lines(invoice: Invoice | dict[str, Any]) -> list[tuple[str, str, str | None
 
 # --- the pipeline -----------------------------------------------------------------------
 
-def _settings(bootstrap: str, root: Path, clickhouse_url: str | None) -> Settings:
-    unique = uuid.uuid4().hex[:8]
-    return Settings(
-        kafka_bootstrap_servers=bootstrap, clickhouse_url=clickhouse_url, clickhouse_database=f"t_{unique}",
-        data_dir=root / "data", topic_prefix=f"inv{unique}.", consumer_group_prefix=f"inv{unique}", partitions=2,
-        http_port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key=f"key-{unique}",
-        allowed_lateness_seconds=0.5, grace_seconds=1.0, idle_seconds=1.5,
-    )
-
-
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("invoicing")
-    with Stack(_settings(kafka_bootstrap, root, clickhouse_url), log_dir=root / "logs") as running:
+    with Stack(pipeline_settings(kafka_bootstrap, clickhouse_url, root / "data", tag="inv"), log_dir=root / "logs") as running:
         yield running
 
 

@@ -21,6 +21,7 @@ import yaml
 from services.infra.clickhouse_store import apply_migrations, connect
 from services.settings import Settings
 from tests.ops.support import DEPLOY
+from tests.support.instants import utc
 
 pytestmark = pytest.mark.ops
 
@@ -146,10 +147,6 @@ def test_macro_expansion_matches_the_plugin() -> None:
 
 
 # --------------------------------------------------------------- the real engine
-
-
-def utc(year: int, month: int, day: int) -> datetime:
-    return datetime(year, month, day, tzinfo=timezone.utc)
 
 
 JAN, FEB, MAR = utc(2026, 1, 1), utc(2026, 2, 1), utc(2026, 3, 1)

@@ -1,8 +1,10 @@
-"""The seed JSON Schemas (Customer, PricePlan) as jsonschema validators, for tests.
+"""The seed JSON Schemas (Customer, PricePlan), and ours in docs/schemas, as jsonschema validators.
 
 The seeds are text files (a description, then a line "JSON Schema", then the schema
 as JSON up to the end of the file). They live in the repository's parent directory,
 `<parent>/shared/seeds`; when that directory is missing, `METERING_SEEDS_DIR` names it.
+A clone with neither skips the tests that need them (`requires_seeds`, `skip_without_seeds`)
+rather than failing: the generated schemas in docs/schemas are checked without them.
 
 The validator is draft-07 with `Draft7Validator.FORMAT_CHECKER`, extended by exactly
 one thing: the OpenAPI keyword `nullable: true` lets `null` through the `type` check
@@ -21,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 from jsonschema import Draft7Validator, ValidationError, validators
 
 from shared.models.limits import MAX_NAME_LENGTH
@@ -31,6 +34,26 @@ SCHEMA_MARKER = "JSON Schema"
 SEEDS_ENV = "METERING_SEEDS_DIR"
 
 DEFAULT_SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+GENERATED_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"  # make schemas
+
+
+def seeds_available() -> bool:
+    """Whether seeds_dir() has somewhere to look: the default place exists, or the variable is set.
+
+    A set variable naming a missing directory counts as available, so that mistake fails
+    loudly instead of skipping.
+    """
+    return DEFAULT_SEEDS_DIR.is_dir() or bool(os.environ.get(SEEDS_ENV))
+
+
+SEEDS_MISSING = f"seed schemas not found at {DEFAULT_SEEDS_DIR} and {SEEDS_ENV} is not set"
+requires_seeds = pytest.mark.skipif(not seeds_available(), reason=SEEDS_MISSING)
+
+
+def skip_without_seeds() -> None:
+    """Skip the calling test module at import, before it reads a seed at module level."""
+    if not seeds_available():
+        pytest.skip(SEEDS_MISSING, allow_module_level=True)
 
 
 def seeds_dir() -> Path:
@@ -90,3 +113,13 @@ def customer_validator() -> Any:
 @cache
 def price_plan_validator() -> Any:
     return seed_validator(PRICE_PLAN_SEED)
+
+
+@cache
+def generated_validator(filename: str) -> Any:
+    """A plain draft-07 validator (format checks on) of a schema in docs/schemas: what a
+    client using our published schema would run. No `nullable` extension: ours says
+    `anyOf: [number, null]` where null is allowed."""
+    schema = json.loads((GENERATED_DIR / filename).read_text(encoding="utf-8"))
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)

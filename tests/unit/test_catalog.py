@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from shared.catalog import Catalog, entity_problems, parse_catalog
 from shared.models import Customer, Measurement, Meter, PricePlan, Subscription
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+from tests.support.instants import utc
 
 
 def plan_doc(name: str = "growth", meter: str = "api_calls", **extra: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from services.ingest.catalog_routes import catalog_router
 from services.settings import Settings
 from shared.catalog import Catalog, parse_catalog
 from tests.support.catalogs import worked_example_catalog
-from tests.unit.seed_schemas import CUSTOMER_SEED, PRICE_PLAN_SEED, load_seed_schema
+from tests.unit.seed_schemas import CUSTOMER_SEED, PRICE_PLAN_SEED, load_seed_schema, requires_seeds
 from tests.unit.test_ingest_api import FakeSink
 
 KEY = "unit-key"
@@ -615,6 +615,7 @@ def _agrees(seed: dict[str, Any], documented: dict[str, Any], root: dict[str, An
         _agrees(seed["items"], documented["items"], root, f"{at}[]")
 
 
+@requires_seeds
 @pytest.mark.parametrize("path,seed", [("/customers", CUSTOMER_SEED), ("/price_plans", PRICE_PLAN_SEED)])
 def test_openapi_documents_each_request_body_as_the_seed_schema_says(client: TestClient, path: str, seed: str) -> None:
     spec = client.get("/openapi.json").json()

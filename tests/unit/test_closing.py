@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,11 +12,7 @@ from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.processing import series_table_key
 from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog, parse_catalog
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
-
+from tests.support.instants import utc
 
 STARTED = utc(2026, 1, 1)
 SECOND = timedelta(seconds=1)

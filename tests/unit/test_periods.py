@@ -9,11 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.periods import Period, add_months, period_at_index, period_containing, period_index_at
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
-
+from tests.support.instants import utc
 
 JAN31 = utc(2026, 1, 31)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -13,12 +12,9 @@ from hypothesis import strategies as st
 from shared.models import Meter, PricePlan
 from shared.periods import Period, period_at_index
 from shared.rating import RatingInput, charges_in_period, invoice_total, rate
+from tests.support.instants import utc
 
 D = Decimal
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
 
 
 def component(meter: str, scheme: str, prices: list[tuple[Any, Any]], **extra: Any) -> dict[str, Any]:

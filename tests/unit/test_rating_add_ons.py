@@ -18,14 +18,11 @@ from shared.models import PricePlan, Subscription
 from shared.models.invoice import invoice_id
 from shared.periods import period_at_index
 from shared.rating import RatingInput, rate
+from tests.support.instants import utc
 
 D = Decimal
 JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
-
-
-def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 def add_on(name: str, price: Any, **extra: Any) -> dict[str, Any]:

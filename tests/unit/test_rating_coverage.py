@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
 import pytest
 
 from shared.coverage import Coverage, coverage_for
 from shared.models import PricePlan, Subscription
 from shared.periods import Period, charge_windows, elapsed_seconds, period_at_index
+from tests.support.decimals import ratio
+from tests.support.instants import utc
 
 D = Decimal
-
-
-def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    return datetime(year, month, day, hour, tzinfo=timezone.utc)
-
-
-def ratio(a: int, b: int) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 80  # the rating precision: fractions are never cut to the default 28 digits
-        return D(a) / D(b)
 
 
 JAN31 = utc(2026, 1, 31)

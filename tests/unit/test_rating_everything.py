@@ -12,8 +12,7 @@ Plan (monthly, anchored 2026-01-01, subscription ends 2026-03-08):
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -25,25 +24,11 @@ from shared.entitlements import Entitlement, entitlements, exceeded_limits
 from shared.models.invoice import PeriodTotals
 from shared.periods import period_at_index
 from shared.rating import RatingInput, invoice_total, rate
+from tests.support.decimals import ratio, times
+from tests.support.instants import utc
 
 D = Decimal
 DAY = 86400
-
-
-def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    return datetime(year, month, day, hour, tzinfo=timezone.utc)
-
-
-def ratio(a: int, b: int) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 80
-        return D(a) / D(b)
-
-
-def times(n: int, fraction: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 80
-        return n * fraction
 
 
 def add_on(name: str, display: str, price: int, **extra: Any) -> dict[str, Any]:

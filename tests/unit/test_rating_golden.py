@@ -6,7 +6,6 @@ repeated here on purpose, through the public rating entry points, as the issue's
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -17,13 +16,10 @@ from shared.money import round_cents
 from shared.periods import Period, period_at_index
 from shared.pricing import price
 from shared.rating import RatingInput, invoice_total, rate
+from tests.support.instants import utc
 
 D = Decimal
 TIERS = [(D(50), D(10)), (D(40), D(20)), (D(30), None)]
-
-
-def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize(("quantity", "expected"), [(5, 250), (15, 700), (25, 1050)])

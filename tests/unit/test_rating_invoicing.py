@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -10,12 +9,9 @@ from services.rater.invoicing import invoice_for, subscription_for
 from services.rater.ledger import Ledger
 from shared.catalog import Catalog, parse_catalog
 from shared.models.invoice import PeriodTotals
+from tests.support.instants import utc
 
 D = Decimal
-
-
-def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 JAN1, FEB1 = utc(2026, 1, 1), utc(2026, 2, 1)

@@ -13,13 +13,10 @@ import pytest
 from shared.models import PricePlan, Subscription
 from shared.periods import period_at_index
 from shared.rating import RatingInput, rate
+from tests.support.instants import utc
 
 D = Decimal
 JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    return datetime(year, month, day, hour, tzinfo=timezone.utc)
 
 
 def plan(period: str = "monthly", component: dict[str, Any] | None = None, **extra: Any) -> PricePlan:

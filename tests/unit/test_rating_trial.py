@@ -6,7 +6,7 @@ Every figure is computed by hand in the comment beside it.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,19 +15,11 @@ from shared.models import Meter, PricePlan, Subscription, Trial
 from shared.periods import period_at_index
 from shared.rating import RatingInput, invoice_total, rate
 from shared.trial import is_first_period_after_trial, trial_end
+from tests.support.decimals import ratio
+from tests.support.instants import utc
 
 D = Decimal
 JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    return datetime(year, month, day, hour, tzinfo=timezone.utc)
-
-
-def ratio(a: int, b: int) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 80
-        return D(a) / D(b)
 
 
 def plan(period: str = "monthly", **extra: Any) -> PricePlan:

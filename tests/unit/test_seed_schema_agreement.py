@@ -25,12 +25,16 @@ from tests.unit.seed_schemas import (
     CUSTOMER_SEED,
     PRICE_PLAN_SEED,
     customer_validator,
+    generated_validator,
     load_seed_schema,
     price_plan_validator,
+    skip_without_seeds,
 )
 
 from shared.models import Customer, PricePlan
 from shared.models.limits import MAX_NAME_LENGTH
+
+skip_without_seeds()  # the cases below read the seeds as the module loads
 
 # ---------------------------------------------------------------------------
 # Verdicts
@@ -534,6 +538,17 @@ def test_price_plan_agrees_with_seed_schema(payload: Any, expected: bool) -> Non
     check_case(PricePlan, price_plan_validator(), payload, expected)
 
 
+# The schemas we publish (docs/schemas, generated from the models) reach the same verdicts.
+@pytest.mark.parametrize(("payload", "expected"), params(CUSTOMER_CASES))
+def test_the_published_customer_schema_agrees_with_the_seed(payload: Any, expected: bool) -> None:
+    check_case(Customer, generated_validator("customer.schema.json"), payload, expected)
+
+
+@pytest.mark.parametrize(("payload", "expected"), params(PRICE_PLAN_CASES))
+def test_the_published_price_plan_schema_agrees_with_the_seed(payload: Any, expected: bool) -> None:
+    check_case(PricePlan, generated_validator("price_plan.schema.json"), payload, expected)
+
+
 @pytest.mark.parametrize(
     ("cases", "at_least"), [(CUSTOMER_CASES, 60), (PRICE_PLAN_CASES, 90)], ids=["customer", "plan"]
 )
@@ -795,12 +810,14 @@ def _agree(model: type[pydantic.BaseModel], validator: Any, payload: Any) -> Non
 @given(payloads(CUSTOMER_SEED))
 def test_customer_agrees_on_generated_payloads(payload: Any) -> None:
     _agree(Customer, customer_validator(), payload)
+    _agree(Customer, generated_validator("customer.schema.json"), payload)
 
 
 @PROPERTY_SETTINGS
 @given(payloads(PRICE_PLAN_SEED))
 def test_price_plan_agrees_on_generated_payloads(payload: Any) -> None:
     _agree(PricePlan, price_plan_validator(), payload)
+    _agree(PricePlan, generated_validator("price_plan.schema.json"), payload)
 
 
 @settings(max_examples=300, deadline=None)

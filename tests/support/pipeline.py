@@ -1,0 +1,40 @@
+"""Settings for one isolated pipeline under test: its own topics, groups, ports and store.
+
+Several pipelines share one broker (and one ClickHouse server when configured), so
+everything named is made unique; the short lateness, grace and idle times let a test
+see a period close within seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from services.infra.ports import free_port
+from services.settings import Settings
+
+
+def pipeline_settings(
+    bootstrap: str, clickhouse_url: str | None, data_dir: Path, *, tag: str = "t", unique: str | None = None,
+    **overrides: Any,
+) -> Settings:
+    """`tag` starts every topic and group name, so a broker's topics tell which test made them."""
+    unique = unique or uuid.uuid4().hex[:8]
+    fields: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "clickhouse_url": clickhouse_url,
+        "clickhouse_database": f"t_{unique}",
+        "data_dir": data_dir,
+        "topic_prefix": f"{tag}{unique}.",
+        "consumer_group_prefix": f"{tag}{unique}",
+        "partitions": 2,
+        "http_port": free_port(),
+        "aggregator_port": free_port(),
+        "rater_port": free_port(),
+        "api_key": f"key-{unique}",
+        "allowed_lateness_seconds": 0.5,
+        "grace_seconds": 1.0,
+        "idle_seconds": 1.5,
+    }
+    return Settings(**{**fields, **overrides})
