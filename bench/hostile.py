@@ -55,10 +55,13 @@ def _dump(document: Any) -> bytes:
 class HostileRecords:
     """A seeded stream of hostile (and, mixed in, valid) measurement records."""
 
-    def __init__(self, rng: random.Random, target: Target) -> None:
+    def __init__(self, rng: random.Random, target: Target, heavy: bool = True) -> None:
+        """`heavy=False` leaves out the records of hundreds of kilobytes (deep nesting,
+        oversized envelopes, 1 MB records): a flood of small bad measurements."""
         self.rng = rng
         self.target = target
         self._ids = 0
+        self._weights = [0.0 if not heavy and maker in _HEAVY else w for maker, w in _RECORD_MAKERS_WEIGHTED]
 
     def valid_measurement(self) -> dict[str, Any]:
         t = self.target
@@ -82,7 +85,7 @@ class HostileRecords:
     # ---- records ------------------------------------------------------------------
 
     def record(self) -> Hostile:
-        maker = self.rng.choices(_RECORD_MAKERS, weights=[w for _, w in _RECORD_MAKERS_WEIGHTED])[0]
+        maker = self.rng.choices(_RECORD_MAKERS, weights=self._weights)[0]
         return maker(self)
 
     def one_valid(self) -> Hostile:
@@ -195,6 +198,7 @@ _RECORD_MAKERS_WEIGHTED: list[tuple[Callable[[HostileRecords], Hostile], float]]
     (HostileRecords.near_the_record_limit, 0.1),
 ]
 _RECORD_MAKERS = [maker for maker, _ in _RECORD_MAKERS_WEIGHTED]
+_HEAVY = {HostileRecords.deep_nesting, HostileRecords.oversized_envelope, HostileRecords.near_the_record_limit}
 
 
 def hostile_catalog_records(rng: random.Random, count: int) -> list[tuple[bytes, bytes | None, str]]:

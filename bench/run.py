@@ -7,6 +7,8 @@ Phases, each on the same local Apache Kafka broker and the embedded ClickHouse e
            then sustained events/s from HTTP to totals in ClickHouse
   memory   aggregator peak RSS holding N customers x 5 meters of open-period state
   rating   time from N PeriodTotals to N invoices on the invoices topic
+  hostile  records/s the aggregator dead-letters from a hostile backlog while it folds
+           the valid measurements mixed in (bench/hostile_load.py)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench import ceiling as ceiling_mod
+from bench import hostile_load
 from bench import stream_ceiling
 from bench.catalog import METERS, PLAN_NAME, customer_name, publish_bench_catalog
 from bench.load import ClientPlan, percentile, run_clients
@@ -45,7 +48,7 @@ from shared.models.json_types import format_utc
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-PHASES = ("ceiling", "ingest", "e2e", "memory", "rating")
+PHASES = ("ceiling", "ingest", "e2e", "memory", "rating", "hostile")
 log = logging.getLogger("bench")
 
 
@@ -63,6 +66,7 @@ class Sizes:
     latency_seconds: float
     sustained_events: int
     big_customers: int  # memory and rating
+    hostile_records: int
 
 
 # The offered 10k/s load and the sustained run are sized so that the whole run ends in
@@ -71,12 +75,12 @@ class Sizes:
 FULL = Sizes(
     ceiling_messages=1_000_000, stream_messages=100_000, ingest_seconds=20.0, ingest_clients=2, ingest_concurrency=4,
     e2e_customers=1_000, latency_rate=10_000, low_rate=500, low_seconds=30.0, latency_seconds=10.0, sustained_events=200_000,
-    big_customers=100_000,
+    big_customers=100_000, hostile_records=20_000,
 )
 QUICK = Sizes(
     ceiling_messages=100_000, stream_messages=20_000, ingest_seconds=4.0, ingest_clients=2, ingest_concurrency=4,
     e2e_customers=100, latency_rate=10_000, low_rate=500, low_seconds=6.0, latency_seconds=5.0, sustained_events=60_000,
-    big_customers=2_000,
+    big_customers=2_000, hostile_records=3_000,
 )
 BATCH = 1_000
 
@@ -404,12 +408,16 @@ class Bench:
         }
         log.info("rating: %s", self.results["rating"])
 
+    def hostile(self) -> None:
+        self.results["hostile_small"] = hostile_load.measure(self.bootstrap, self.root, self.sizes.hostile_records, heavy=False)
+        self.results["hostile"] = hostile_load.measure(self.bootstrap, self.root, self.sizes.hostile_records, heavy=True)
+
     # ---- the whole run ------------------------------------------------------------
 
     def run(self, phases: set[str]) -> None:
         self.broker = LocalKafkaBroker(self.root / "kafka").start()
         try:
-            steps = [("ceiling", self.ceiling), ("ingest", self.ingest), ("e2e", self.e2e)]
+            steps = [("ceiling", self.ceiling), ("ingest", self.ingest), ("e2e", self.e2e), ("hostile", self.hostile)]
             for name, step in steps:
                 if name in phases:
                     self._guarded(name, step)
@@ -561,7 +569,7 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
     c = results.get("ceiling", {})
     produce, consume = c.get("produce_per_s"), c.get("consume_per_s")
     both = min(produce, consume) if produce and consume else None
-    i, lat, e, m, r = (results.get(k, {}) for k in ("ingest", "latency", "e2e", "memory", "rating"))
+    i, lat, e, m, r, h = (results.get(k, {}) for k in ("ingest", "latency", "e2e", "memory", "rating", "hostile"))
     low = results.get("latency_low", {})
     stream = results.get("stream_ceiling", {})
     stream_rate = stream.get("per_s")
@@ -603,7 +611,20 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
             m.get("peak_rss_mib") if m.get("drained") else None, "MiB", None, 1024.0, "<=",
             f"RSS after fold {m.get('rss_mib', 0) / mib:.2f} GiB" if m.get("drained") else
             f"NOT folded in time: {m.get('not_folded_at_timeout', 0):,} of {m.get('series', 0):,} left"),
+        *[_hostile_row(key, results.get(key, {}), mix) for key, mix in
+          (("hostile_small", "small bad records"), ("hostile", "with 100 kB-1 MB records"))],
     ]
+
+
+def _hostile_row(key: str, h: dict[str, Any], mix: str) -> Row:
+    return Row(
+        key, f"Hostile load ({mix}): dead letters while folding", h.get("dead_letters_per_s"), "letters/s",
+        None, None, None,
+        f"{h.get('records', 0):,} records ({h.get('megabytes', 0):.0f} MB), {h.get('records_per_s', 0):,.0f} records/s, "
+        f"{h.get('valid_per_s', 0):,.0f} valid/s folded, {h.get('totals_checked', 0)} totals "
+        + ("exact" if h.get("totals_exact") else "NOT exact")
+        + ("; the aggregator RESTARTED" if h.get("aggregator_restarted") else ""),
+    )
 
 
 def _fmt(value: Any) -> str:
