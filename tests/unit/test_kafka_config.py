@@ -84,10 +84,10 @@ def test_librdkafka_accepts_every_configuration() -> None:
     AdminClient(admin_config("127.0.0.1:1"))
 
 
-def test_no_client_of_the_services_or_the_bench_is_configured_elsewhere() -> None:
+def test_no_client_of_the_services_the_bench_or_the_scripts_is_configured_elsewhere() -> None:
     inline = [
         f"{path.relative_to(ROOT)}:{number}"
-        for folder in ("services", "bench")
+        for folder in ("services", "bench", "scripts")
         for path in sorted((ROOT / folder).rglob("*.py"))
         if path.name != "kafka_config.py"
         for number, line in enumerate(path.read_text().splitlines(), 1)
