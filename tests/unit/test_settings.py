@@ -241,3 +241,21 @@ def test_every_variable_the_repository_mentions_exists() -> None:
                 if name not in known:
                     unknown.append(f"{file.relative_to(ROOT)}: {name}")
     assert unknown == []
+
+
+# A read by name: through os.environ.get, os.environ.pop, os.environ[...] or os.getenv.
+READ = re.compile(r"""(?:environ(?:\.get\(|\.pop\(|\[)|getenv\()\s*["'](METERING_[A-Z0-9_]+)["']""")
+
+
+def test_every_variable_the_code_or_the_tests_read_is_accepted() -> None:
+    """A test's own variable (METERING_FUZZ_SEED=...) reaches the stack's children, whose
+    Settings would refuse it as a typo unless it is known."""
+    known = set(VARIABLES) | set(OTHER_VARIABLES)
+    read = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for folder in ("services", "bench", "scripts", "tests", "examples")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for name in READ.findall(path.read_text())
+    }
+    assert any(entry.endswith(": METERING_FAULT_FILE") for entry in read)  # the pattern finds reads
+    assert sorted(entry for entry in read if entry.rpartition(": ")[2] not in known) == []
