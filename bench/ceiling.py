@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from services.infra.kafka_config import admin_config, consumer_config, producer_config
 from services.infra.topics import _await_leaders
 
 
@@ -42,16 +43,14 @@ def measurement_values(count: int, customers: int) -> list[tuple[bytes, bytes]]:
 
 def measure(bootstrap: str, messages: int, partitions: int) -> Ceiling:
     topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
         future.result()
     _await_leaders(admin, [topic], 30)
     records = measurement_values(messages, 1000)
-    producer = Producer({
-        "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-        "partitioner": "murmur2_random", "linger.ms": 5, "compression.type": "lz4",
-        "queue.buffering.max.messages": 500_000,
-    })
+    producer = Producer(producer_config(
+        bootstrap, extra={"compression.type": "lz4", "queue.buffering.max.messages": 500_000}
+    ))
     producer.list_topics(topic, timeout=10)  # connected before the clock starts
     started = time.perf_counter()
     for index, (key, value) in enumerate(records):
@@ -68,10 +67,9 @@ def measure(bootstrap: str, messages: int, partitions: int) -> Ceiling:
     if remaining:
         raise RuntimeError(f"ceiling producer: {remaining} records undelivered")
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"bench-ceiling-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "fetch.max.bytes": 52428800,
-    })
+    consumer = Consumer(consumer_config(
+        bootstrap, f"bench-ceiling-{uuid.uuid4().hex[:8]}", extra={"fetch.max.bytes": 52428800}
+    ))
     started = time.perf_counter()
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     seen = 0

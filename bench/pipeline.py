@@ -10,30 +10,33 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+from services.infra.kafka_config import consumer_config
 from services.infra.ports import free_port
 from services.infra.stack import Stack
 from services.infra.topics import ensure_topics
-from services.settings import Settings
+from services.settings import (
+    ClickHouseSettings,
+    EventTimeSettings,
+    HttpSettings,
+    KafkaSettings,
+    Settings,
+)
 
 
 def bench_settings(bootstrap: str, root: Path, name: str) -> Settings:
     """Own topics, groups, ports, store and API key; short grace (like tests/conftest.py)."""
     unique = uuid.uuid4().hex[:8]
     return Settings(
-        kafka_bootstrap_servers=bootstrap,
-        clickhouse_url=None,
-        clickhouse_database=f"bench_{name}_{unique}",
         data_dir=root / name,
-        topic_prefix=f"bench-{name}-{unique}.",
-        consumer_group_prefix=f"bench-{name}-{unique}",
-        partitions=4,
-        http_port=free_port(),
-        aggregator_port=free_port(),
-        rater_port=free_port(),
-        api_key=f"bench-key-{unique}",
-        allowed_lateness_seconds=0.5,
-        grace_seconds=1.0,
-        idle_seconds=1.5,
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap, topic_prefix=f"bench-{name}-{unique}.",
+            consumer_group_prefix=f"bench-{name}-{unique}", partitions=4,
+        ),
+        clickhouse=ClickHouseSettings(url=None, database=f"bench_{name}_{unique}"),
+        http=HttpSettings(
+            port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key=f"bench-key-{unique}"
+        ),
+        event_time=EventTimeSettings(allowed_lateness_seconds=0.5, grace_seconds=1.0, idle_seconds=1.5),
     )
 
 
@@ -42,15 +45,15 @@ class IngestOnlyStack(Stack):
 
     def _start(self, timeout: float) -> "Stack":
         ensure_topics(self.settings, self.bootstrap)
-        self.settings = self.settings.model_copy(update={"ready_peers": ""})
+        self.settings = self.settings.updated(http={"ready_peers": []})
         self.children["ingest"] = self._spawn("ingest")
         self.wait_ready(timeout)
         return self
 
 
 def auth(settings: Settings) -> dict[str, str]:
-    assert settings.api_key is not None
-    return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
+    assert settings.http.api_key is not None
+    return {"Authorization": f"Bearer {settings.http.api_key.get_secret_value()}"}
 
 
 def wait_accepted(stack: Stack, customer: str, run: str, event_time: str, timeout: float = 120.0) -> None:
@@ -80,7 +83,7 @@ class LagReader:
     """Committed-offset lag of a consumer group on a topic (what `kafka-consumer-groups` shows)."""
 
     def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+        self._consumer = Consumer(consumer_config(bootstrap, group))
         self._topic = topic
         self._partitions = list(self._consumer.list_topics(topic, timeout=10).topics[topic].partitions)
 

@@ -41,6 +41,7 @@ from bench.procs import CpuMeter, machine, memory_kib
 from bench.report import Row, render, write
 from services.infra import topics
 from services.infra.kafka_broker import LocalKafkaBroker
+from services.infra.kafka_config import consumer_config, producer_config
 from services.infra.stack import Stack
 from services.infra.topics import ensure_topics
 from shared.models.invoice import PeriodTotals
@@ -183,14 +184,14 @@ class Bench:
     def _plans(self, stack: Stack, customers: list[str], run: str, event_time: str,
                duration: float | None = None, events: int | None = None) -> list[ClientPlan]:
         sizes = self.sizes
-        assert stack.settings.api_key is not None
+        assert stack.settings.http.api_key is not None
         start_at = time.time() + 4.0
         requests = None
         if events is not None:
             requests = -(-events // (BATCH * sizes.ingest_clients))
         return [
             ClientPlan(
-                client=i, url=stack.ingest_url, api_key=stack.settings.api_key.get_secret_value(),
+                client=i, url=stack.ingest_url, api_key=stack.settings.http.api_key.get_secret_value(),
                 customers=customers, batch=BATCH, concurrency=sizes.ingest_concurrency,
                 event_time=event_time, run=f"{run}-{uuid.uuid4().hex[:6]}", start_at=start_at,
                 duration=duration, requests=requests,
@@ -210,7 +211,7 @@ class Bench:
             wait_accepted(stack, customers[-1], "e2e", event_time)
             wait_accepted(stack, probe, "e2e-probe", event_time)
             pids = self.stack_pids(stack)
-            group = f"{stack.settings.consumer_group_prefix}-aggregator"
+            group = f"{stack.settings.kafka.consumer_group_prefix}-aggregator"
             measurements = topics.name(stack.settings, topics.MEASUREMENTS)
             lag = LagReader(stack.bootstrap, group, measurements)
             try:
@@ -289,7 +290,7 @@ class Bench:
             pids = self.stack_pids(stack)
             event_time = utc_text(datetime.now(timezone.utc))
             wait_accepted(stack, names[-1], "big", event_time, timeout=300)
-            warm = LagReader(stack.bootstrap, f"{stack.settings.consumer_group_prefix}-aggregator",
+            warm = LagReader(stack.bootstrap, f"{stack.settings.kafka.consumer_group_prefix}-aggregator",
                              topics.name(stack.settings, topics.MEASUREMENTS))
             warm.wait_zero(300)  # the readiness probe is folded: the aggregator is up and assigned
             warm.close()
@@ -303,11 +304,11 @@ class Bench:
         aggregator = pids["aggregator"]
         before = memory_kib(aggregator)
         measurements = topics.name(stack.settings, topics.MEASUREMENTS)
-        group = f"{stack.settings.consumer_group_prefix}-aggregator"
+        group = f"{stack.settings.kafka.consumer_group_prefix}-aggregator"
         event_time = utc_text(datetime.now(timezone.utc))
-        producer = Producer({"bootstrap.servers": stack.bootstrap, "enable.idempotence": True, "acks": "all",
-                             "partitioner": "murmur2_random", "linger.ms": 5, "compression.type": "lz4",
-                             "queue.buffering.max.messages": 1_000_000})
+        producer = Producer(producer_config(
+            stack.bootstrap, extra={"compression.type": "lz4", "queue.buffering.max.messages": 1_000_000}
+        ))
         values = {"api_calls": "3", "requests": "1", "storage_gb": "12.5", "seats": "7", "bandwidth_gb": "0.75"}
         lag = LagReader(stack.bootstrap, group, measurements)
         cpu = CpuMeter(pids)
@@ -367,14 +368,11 @@ class Bench:
                         "seats": {"": Decimal(1 + i % 150)}},
             )
             records.append((name.encode(), event.model_dump_json().encode()))
-        consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"bench-rating-{uuid.uuid4().hex[:6]}",
-                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        consumer = Consumer(consumer_config(stack.bootstrap, f"bench-rating-{uuid.uuid4().hex[:6]}"))
         parts = consumer.list_topics(invoices_topic, timeout=10).topics[invoices_topic].partitions
         consumer.assign([TopicPartition(invoices_topic, p, OFFSET_BEGINNING) for p in parts])
         consumer.consume(num_messages=1, timeout=1.0)
-        producer = Producer({"bootstrap.servers": stack.bootstrap, "enable.idempotence": True, "acks": "all",
-                             "partitioner": "murmur2_random", "linger.ms": 5,
-                             "queue.buffering.max.messages": 1_000_000})
+        producer = Producer(producer_config(stack.bootstrap, extra={"queue.buffering.max.messages": 1_000_000}))
         cpu = CpuMeter(pids)
         self.start_profiling("rating", {"rater": pids["rater"]}, min(len(names) / 2_000, 120))
         began = time.time()

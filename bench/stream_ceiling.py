@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from bench.ceiling import measurement_values
 from bench.procs import self_cpu_seconds
+from services.infra.kafka_config import admin_config, producer_config
 from services.infra.topics import _await_leaders
 
 
@@ -65,12 +66,13 @@ def run(bootstrap: str, topic: str, count: int, mode: str, partitions: int) -> N
 def measure(bootstrap: str, count: int, partitions: int, timeout: float = 600.0) -> dict[str, Any]:
     """Write `count` measurement records to a topic of its own, then time the `consume` mode."""
     topic = f"bench-stream-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
         future.result()
     _await_leaders(admin, [topic], 30)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4",
-                         "partitioner": "murmur2_random", "queue.buffering.max.messages": 500_000})
+    producer = Producer(producer_config(
+        bootstrap, extra={"compression.type": "lz4", "queue.buffering.max.messages": 500_000}
+    ))
     for key, value in measurement_values(count, 1000):
         producer.produce(topic, value, key)
         producer.poll(0)

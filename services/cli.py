@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from services.settings import Settings
+from services.settings import Settings, describe, problems
 
 
 def _configure_logging() -> None:
@@ -23,9 +24,9 @@ def _configure_logging() -> None:
 
 
 def _bootstrap(settings: Settings) -> str:
-    if settings.kafka_bootstrap_servers is None:
+    if settings.kafka.bootstrap_servers is None:
         raise SystemExit("KAFKA_BOOTSTRAP_SERVERS is required to run a single service (`metering up` starts a local broker)")
-    return settings.kafka_bootstrap_servers
+    return settings.kafka.bootstrap_servers
 
 
 def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
@@ -159,11 +160,17 @@ def cmd_invoice(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_config(settings: Settings, _: argparse.Namespace) -> int:
+    """Print the effective configuration; main() has already refused an invalid one."""
+    print("\n".join(describe(settings)))
+    return 0
+
+
 def _client(settings: Settings, args: argparse.Namespace) -> Any:
     from shared.client import MeteringClient
 
-    url = args.url or f"http://127.0.0.1:{settings.http_port}"
-    key = settings.api_key.get_secret_value() if settings.api_key else None
+    url = args.url or f"http://127.0.0.1:{settings.http.port}"
+    key = settings.http.api_key.get_secret_value() if settings.http.api_key else None
     return MeteringClient(url, key)
 
 
@@ -195,9 +202,19 @@ def main(argv: list[str] | None = None) -> int:
     invoice.add_argument("--customer", required=True)
     invoice.add_argument("--url", default=None, help="ingest API base URL")
     invoice.set_defaults(func=cmd_invoice)
+    sub.add_parser(
+        "check-config", help="print the configuration from the environment (secrets masked), or every error in it"
+    ).set_defaults(func=cmd_check_config)
     args = parser.parse_args(argv)
     _configure_logging()
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        found = problems(error)
+        print(f"invalid configuration ({len(found)} {'error' if len(found) == 1 else 'errors'}):", file=sys.stderr)
+        for problem in found:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     result: int = args.func(settings, args)
     return result
 

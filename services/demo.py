@@ -22,6 +22,7 @@ from confluent_kafka import Consumer
 
 from services.infra import topics
 from services.infra.catalog_view import publish_catalog
+from services.infra.kafka_config import consumer_config
 from services.infra.ports import free_port
 from services.infra.stack import Stack
 from services.settings import Settings
@@ -108,13 +109,12 @@ def demo_measurements(start: datetime, end: datetime) -> list[dict[str, Any]]:
 def run_demo(base: Settings) -> int:
     data_dir = base.data_dir / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = base.model_copy(
-        update={
-            "data_dir": data_dir, "local_demo": True, "api_key": None,
-            "topic_prefix": "demo.", "consumer_group_prefix": f"demo-{secrets.token_hex(3)}",
-            "http_port": free_port(), "aggregator_port": free_port(), "rater_port": free_port(),
-            "allowed_lateness_seconds": 1.0, "grace_seconds": 2.0, "idle_seconds": 2.0,
-        }
+    settings = base.updated(
+        data_dir=data_dir,
+        kafka={"topic_prefix": "demo.", "consumer_group_prefix": f"demo-{secrets.token_hex(3)}"},
+        http={"local_demo": True, "api_key": None,
+              "port": free_port(), "aggregator_port": free_port(), "rater_port": free_port()},
+        event_time={"allowed_lateness_seconds": 1.0, "grace_seconds": 2.0, "idle_seconds": 2.0},
     )
     print("starting the pipeline (local Kafka broker, embedded ClickHouse, three services)...", flush=True)
     with Stack(settings, log_dir=data_dir / "logs") as stack:
@@ -151,8 +151,7 @@ def _post_batch(url: str, batch: list[dict[str, Any]]) -> httpx.Response:
 
 
 def _await_invoices(settings: Settings, bootstrap: str, expected: int, timeout: float) -> list[Invoice]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{settings.consumer_group_prefix}-printer",
-                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    consumer = Consumer(consumer_config(bootstrap, f"{settings.kafka.consumer_group_prefix}-printer"))
     consumer.subscribe([topics.name(settings, topics.INVOICES)])
     found: list[Invoice] = []
     deadline = time.monotonic() + timeout

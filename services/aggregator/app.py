@@ -26,20 +26,20 @@ class Declarations:
 
 def declare(settings: Settings, bootstrap: str) -> Declarations:
     app = faust.App(
-        f"{settings.consumer_group_prefix}-aggregator",
+        f"{settings.kafka.consumer_group_prefix}-aggregator",
         broker=f"kafka://{bootstrap}",
         store="memory://",
         # Faust's own folder, beside our data (its default is the working directory).
         datadir=str(settings.data_dir / "faust"),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
         producer_partitioner=table_partitioner,
         producer_acks=-1,
         producer_max_request_size=4 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=max(settings.session_timeout_seconds / 10, 0.5),
+        broker_session_timeout=settings.kafka.session_timeout_seconds,
+        broker_heartbeat_interval=max(settings.kafka.session_timeout_seconds / 10, 0.5),
         # Standby copies would double the memory; recovery from the changelog is enough.
         table_standby_replicas=0,
         web_enabled=True,
@@ -49,9 +49,9 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
         web_tables_enabled=False,
         web_graph_enabled=False,
         web_stats_enabled=False,
-        web_host=settings.http_host,
-        web_port=settings.aggregator_port,
-        web_bind="127.0.0.1" if settings.http_host == "127.0.0.1" else "0.0.0.0",
+        web_host=settings.http.host,
+        web_port=settings.http.aggregator_port,
+        web_bind="127.0.0.1" if settings.http.host == "127.0.0.1" else "0.0.0.0",
         table_cleanup_interval=3600.0,
         key_serializer="raw",
         value_serializer="raw",
@@ -73,7 +73,7 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
     # Never written: faust-streaming 0.15 never finishes its first assignment when an
     # app declares no table at all (observed: partitions assigned in the group, agents and
     # timers never started). The state lives in the state log (state_log.py).
-    app.Table("unused", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    app.Table("unused", default=None, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
 
     return Declarations(
         app=app, measurements=measurements, period_totals=period_totals, dead_letters=dead_letters, limit_events=limit_events,

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from services.aggregator.writer import StoreWriter
 from services.infra import dead_letters, topics
+from services.infra.kafka_config import consumer_config, producer_config
 from shared.models.invoice import Invoice
 
 log = logging.getLogger(__name__)
@@ -49,20 +50,9 @@ class InvoiceStore:
     def __init__(
         self, bootstrap: str, topic: str, group: str, writer: StoreWriter, dead_letters_topic: str | None = None
     ) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10000,
-            }
-        )
+        self._consumer = Consumer(consumer_config(bootstrap, group, extra={"session.timeout.ms": 10000}))
         # Only dead letters go through it, so it stays idle in normal operation.
-        self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 0}
-        )
+        self._producer = Producer(producer_config(bootstrap, linger_ms=0))
         self._topic = topic
         self._dead_letters_topic = dead_letters_topic or dead_letter_topic(topic)
         self._writer = writer

@@ -14,14 +14,12 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from services.infra.kafka_config import consumer_config
 
 
 def read_partition(bootstrap: str, topic: str, partition: int, timeout: float = 120.0) -> list[tuple[bytes, bytes | None]]:
     """The latest value of every key in the partition (None for a deleted key)."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "metering-state-reader", "enable.auto.commit": False,
-        "enable.partition.eof": True,
-    })
+    consumer = Consumer(consumer_config(bootstrap, "metering-state-reader", extra={"enable.partition.eof": True}))
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
         latest: dict[bytes, bytes | None] = {}

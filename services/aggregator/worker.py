@@ -64,24 +64,24 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     view = CatalogView(settings, bootstrap)
     invoices = InvoiceStore(
         bootstrap, topics.name(settings, topics.INVOICES),
-        f"{settings.consumer_group_prefix}-invoice-store", writer,
+        f"{settings.kafka.consumer_group_prefix}-invoice-store", writer,
     )
     started = datetime.now(timezone.utc)
     faults = Faults.from_environment()
 
     def partition_of(customer: str) -> int:
-        return customer_partition(customer, settings.partitions)
+        return customer_partition(customer, settings.kafka.partitions)
 
-    state = StateLog(partitions=settings.partitions, partition_of=partition_of)
+    state = StateLog(partitions=settings.kafka.partitions, partition_of=partition_of)
     index = SeriesIndex()
     watermarks = Watermarks(
-        lateness=timedelta(seconds=settings.allowed_lateness_seconds),
-        idle=timedelta(seconds=settings.idle_seconds),
+        lateness=timedelta(seconds=settings.event_time.allowed_lateness_seconds),
+        idle=timedelta(seconds=settings.event_time.idle_seconds),
     )
     closer = Closer(
         catalog=lambda: view.catalog, series=state.series, marks=state.marks, index=index,
-        watermarks=watermarks, grace=timedelta(seconds=settings.grace_seconds),
-        partitions=settings.partitions, started=started,
+        watermarks=watermarks, grace=timedelta(seconds=settings.event_time.grace_seconds),
+        partitions=settings.kafka.partitions, started=started,
     )
     # The catalog's subscription_at scans every subscription; this index is rebuilt per catalog change.
     subscription_at = SubscriptionIndex(lambda: view.catalog, lambda: view.version)
@@ -89,8 +89,8 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         catalog=lambda: view.catalog,
         refresh_catalog=lambda: view.sync(10.0),
         limits=Limits(
-            max_future=timedelta(seconds=settings.max_future_seconds),
-            dedup_window=timedelta(days=settings.dedup_window_days),
+            max_future=timedelta(seconds=settings.event_time.max_future_seconds),
+            dedup_window=timedelta(days=settings.event_time.dedup_window_days),
         ),
         series=state.series, seen=state.seen, closed_through=closer.closed_through,
         subscription_at=subscription_at, partition_of=partition_of,
@@ -109,8 +109,8 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     )
     ticker = Ticker(
         catalog=lambda: view.catalog, state=state, writer=writer, projection=projection, index=index,
-        watermarks=watermarks, closer=closer, partitions=settings.partitions,
-        dedup_window=timedelta(days=settings.dedup_window_days), period_totals_topic=d.period_totals,
+        watermarks=watermarks, closer=closer, partitions=settings.kafka.partitions,
+        dedup_window=timedelta(days=settings.event_time.dedup_window_days), period_totals_topic=d.period_totals,
         faults=faults, send_state=send_state, started=started,
     )
     lock = asyncio.Lock()
@@ -169,7 +169,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                 await ensure_loaded(mine)
                 now = datetime.now(timezone.utc)
                 await ticker.close_periods(mine, now)
-                if time.monotonic() - housekept[0] >= settings.housekeeping_seconds:
+                if time.monotonic() - housekept[0] >= settings.event_time.housekeeping_seconds:
                     await ticker.housekeep(mine)
                     housekept[0] = time.monotonic()
                 await ticker.observe_lag(app.consumer, measurements_topic, handler.processed, mine, now)
@@ -178,7 +178,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
 
     add_pages(
         app, writer,
-        settings.api_key.get_secret_value().encode() if settings.api_key else None,
+        settings.http.api_key.get_secret_value().encode() if settings.http.api_key else None,
         lambda: {
             "catalog": view.ready,
             "invoice_store": invoices.failed is None,

@@ -23,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from prometheus_client import Counter
 
 from services.infra import topics
+from services.infra.kafka_config import consumer_config, producer_config
 from services.settings import Settings
 from shared.catalog import MODELS, Catalog, entities
 from shared.models import Customer, Meter, PricePlan, Subscription
@@ -48,18 +49,13 @@ class CatalogView:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.catalog = Catalog()
         self._topic = topics.name(settings, topics.CATALOG)
+        group = settings.kafka.consumer_group_prefix
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"{settings.consumer_group_prefix}-catalog-view",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-            }
+            consumer_config(bootstrap, f"{group}-catalog-view", extra={"enable.partition.eof": False})
         )
         # A second client only for end offsets: asking the consuming client while its
         # thread sits in consume() can block both.
-        self._offsets = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{settings.consumer_group_prefix}-catalog-offsets"})
+        self._offsets = Consumer(consumer_config(bootstrap, f"{group}-catalog-offsets"))
         self._positions: dict[int, int] = {}
         self._progress = threading.Condition()
         self._stopping = threading.Event()
@@ -193,9 +189,7 @@ def _skip(part: str, message: str, *args: object) -> None:
 
 def publish(settings: Settings, bootstrap: str, changes: list[tuple[str, str, Entity | None]]) -> None:
     """Write entities (or deletions, as None) to the catalog topic and wait for the broker."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
-    )
+    producer = Producer(producer_config(bootstrap))
     failures: list[str] = []
 
     def on_delivery(error: Any, message: Any) -> None:

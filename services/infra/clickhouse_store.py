@@ -25,11 +25,11 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def connect(settings: Settings) -> Client:
     """A client bound to the configured database, created if it does not exist."""
-    database = settings.clickhouse_database
+    database = settings.clickhouse.database
     if not _IDENTIFIER.match(database):
         raise ValueError(f"clickhouse database name {database!r} is not a plain identifier")
-    if settings.clickhouse_url:
-        dsn = settings.clickhouse_url
+    if settings.clickhouse.url:
+        dsn = settings.clickhouse.url
     else:
         settings.chdb_path.mkdir(parents=True, exist_ok=True)
         dsn = f"chdb://{settings.chdb_path.resolve()}"

@@ -47,16 +47,16 @@ class Stack:
 
     @property
     def bootstrap(self) -> str:
-        assert self.settings.kafka_bootstrap_servers is not None
-        return self.settings.kafka_bootstrap_servers
+        assert self.settings.kafka.bootstrap_servers is not None
+        return self.settings.kafka.bootstrap_servers
 
     @property
     def ingest_url(self) -> str:
-        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+        return f"http://{self.settings.http.host}:{self.settings.http.port}"
 
     @property
     def aggregator_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.aggregator_port}"
+        return f"http://127.0.0.1:{self.settings.http.aggregator_port}"
 
     def start(self, timeout: float = 180.0) -> "Stack":
         try:
@@ -66,15 +66,13 @@ class Stack:
             raise
 
     def _start(self, timeout: float) -> "Stack":
-        if self.settings.kafka_bootstrap_servers is None:
+        if self.settings.kafka.bootstrap_servers is None:
             self.broker = LocalKafkaBroker(self.settings.data_dir / "kafka").start()
-            self.settings = self.settings.model_copy(
-                update={"kafka_bootstrap_servers": self.broker.bootstrap_servers}
-            )
+            self.settings = self.settings.updated(kafka={"bootstrap_servers": self.broker.bootstrap_servers})
         ensure_topics(self.settings, self.bootstrap)
-        peers = [f"http://127.0.0.1:{self.settings.aggregator_port}/readyz",
-                 f"http://127.0.0.1:{self.settings.rater_port}/readyz"]
-        self.settings = self.settings.model_copy(update={"ready_peers": ",".join(peers)})
+        peers = [f"http://127.0.0.1:{self.settings.http.aggregator_port}/readyz",
+                 f"http://127.0.0.1:{self.settings.http.rater_port}/readyz"]
+        self.settings = self.settings.updated(http={"ready_peers": peers})
         for name in SERVICES:
             self._launch(name)
         self.wait_ready(timeout)

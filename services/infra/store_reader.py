@@ -64,10 +64,10 @@ class AggregatorReader:
 
 
 def reader_for(settings: Settings) -> StoreReader:
-    if settings.clickhouse_url:
+    if settings.clickhouse.url:
         from services.infra.clickhouse_store import connect
 
         return ClickHouseReader(connect(settings))
-    base = settings.aggregator_url or f"http://127.0.0.1:{settings.aggregator_port}"
-    key = settings.api_key.get_secret_value() if settings.api_key else None
+    base = settings.http.aggregator_url or f"http://127.0.0.1:{settings.http.aggregator_port}"
+    key = settings.http.api_key.get_secret_value() if settings.http.api_key else None
     return AggregatorReader(base, key)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from services.infra.kafka_config import admin_config
 from services.settings import Settings
 
 
@@ -45,12 +46,12 @@ ALL = (MEASUREMENTS, CATALOG, PERIOD_TOTALS, INVOICES, LIMIT_EVENTS, DEAD_LETTER
 
 
 def name(settings: Settings, spec: TopicSpec) -> str:
-    return f"{settings.topic_prefix}{spec.suffix}"
+    return f"{settings.kafka.topic_prefix}{spec.suffix}"
 
 
 def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> None:
     """Create every registered topic that does not exist yet (idempotent)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = []
     for spec in ALL:
@@ -60,8 +61,8 @@ def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> 
         config = dict(spec.config)
         if spec.compacted:
             config["cleanup.policy"] = "compact"
-        partitions = 1 if spec is CATALOG else settings.partitions
-        wanted.append(NewTopic(topic, num_partitions=partitions, replication_factor=settings.replication_factor, config=config))
+        partitions = 1 if spec is CATALOG else settings.kafka.partitions
+        wanted.append(NewTopic(topic, num_partitions=partitions, replication_factor=settings.kafka.replication_factor, config=config))
     if wanted:
         for topic, future in admin.create_topics(wanted, operation_timeout=timeout).items():
             try:

@@ -32,7 +32,7 @@ def create_app(
     writer: CatalogWriter | None = None,
 ) -> FastAPI:
     app = FastAPI(title="metering ingest", version="0.1.0")
-    api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+    api_key = settings.http.api_key.get_secret_value().encode() if settings.http.api_key else None
     app.middleware("http")(BearerCheck(api_key))
     MeasurementRoutes(settings, view, publisher).add_to(app)
     # Catalog routes first: they match on the raw path, so `/customers/a%2Fusage` is the

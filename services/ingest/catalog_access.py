@@ -133,10 +133,10 @@ class CatalogAccess:
         self._writer = writer
         self._sync_timeout = sync_timeout
         self._visible_timeout = visible_timeout
-        self._max_record_bytes = settings.max_record_bytes
+        self._max_record_bytes = settings.limits.max_record_bytes
         # An entity travels as one catalog record, so a body larger than a record cannot
         # be written whatever it holds: refused as it streams in, before it is parsed.
-        self._body_limit = min(settings.max_body_bytes, settings.max_record_bytes)
+        self._body_limit = min(settings.limits.max_body_bytes, settings.limits.max_record_bytes)
         # One write at a time per process: judging and writing must not interleave, or
         # two POSTs of one name could both pass the uniqueness check. Writers in other
         # processes are ordered by the topic (last write wins), as `catalog apply` is.

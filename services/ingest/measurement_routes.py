@@ -63,12 +63,12 @@ class MeasurementRoutes:
         self._view = view
         self._publisher = publisher
         self._topic = topics.name(settings, topics.MEASUREMENTS)
-        self._max_body_bytes = settings.max_body_bytes
-        self._max_record_bytes = settings.max_record_bytes
-        self._batch_limit = settings.batch_limit
+        self._max_body_bytes = settings.limits.max_body_bytes
+        self._max_record_bytes = settings.limits.max_record_bytes
+        self._batch_limit = settings.limits.batch_limit
         self._limits = Limits(
-            max_future=timedelta(seconds=settings.max_future_seconds),
-            dedup_window=timedelta(days=settings.dedup_window_days),
+            max_future=timedelta(seconds=settings.event_time.max_future_seconds),
+            dedup_window=timedelta(days=settings.event_time.dedup_window_days),
         )
         # A view that counts its catalog changes (CatalogView.version) gets the
         # per-customer subscription index; anything else is asked through

@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from services.infra.kafka_config import producer_config
 from services.ingest.envelopes import ENVELOPE_BYTES, pack
 from services.settings import MAX_RECORD_BYTES
 
@@ -52,20 +53,12 @@ class Publisher:
         # next successful delivery: while set, batches are refused at once with a 503
         # instead of waiting out the delivery timeout.
         self.all_brokers_down = False
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                # Same partition for a key as Kafka's Java clients and Faust (aiokafka).
-                "partitioner": "murmur2_random",
-                "linger.ms": 5,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": MAX_QUEUE,
-                "message.timeout.ms": delivery_timeout_ms,
-                "error_cb": self._on_client_error,
-            }
-        )
+        self._producer = Producer(producer_config(bootstrap, extra={
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": MAX_QUEUE,
+            "message.timeout.ms": delivery_timeout_ms,
+            "error_cb": self._on_client_error,
+        }))
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._thread.start()

@@ -10,7 +10,7 @@ from services.settings import Settings
 
 def run(settings: Settings, bootstrap: str) -> None:
     rater = Rater(settings, bootstrap)
-    server = serve_health(rater, settings.http_host, settings.rater_port)
+    server = serve_health(rater, settings.http.host, settings.http.rater_port)
 
     def stop(*_: object) -> None:
         rater.stopping.set()

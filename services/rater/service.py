@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from services.infra import dead_letters, topics
 from services.infra.catalog_view import CatalogView
+from services.infra.kafka_config import consumer_config, transactional_producer_config
 from services.rater.invoicing import UnknownPlan, immediate_invoice_for, invoice_for
 from services.rater.ledger import Ledger
 from services.rater.metrics import DEAD_LETTERS, PERIODS_CLOSED, RATING, UNCHANGED, count_published
@@ -42,10 +43,7 @@ class DeadLetter:
 
 def load_ledger(bootstrap: str, topic: str, timeout: float = 30.0) -> Ledger:
     ledger = Ledger()
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "unused-ledger-reader", "enable.auto.commit": False,
-         "isolation.level": "read_committed"}
-    )
+    consumer = Consumer(consumer_config(bootstrap, "unused-ledger-reader"))
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
         ends = {}
@@ -85,29 +83,12 @@ class Rater:
 
     def run(self) -> None:
         self.view.start()
-        producer = Producer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "transactional.id": f"{self.settings.consumer_group_prefix}-rater",
-                "enable.idempotence": True,
-                "acks": "all",
-                "partitioner": "murmur2_random",
-                "linger.ms": 5,
-            }
-        )
+        group = f"{self.settings.kafka.consumer_group_prefix}-rater"
+        producer = Producer(transactional_producer_config(self.bootstrap, transactional_id=group))
         # Fences any older instance and aborts its open transaction before we read.
         producer.init_transactions(60)
         ledger = load_ledger(self.bootstrap, self.invoices_topic)
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"{self.settings.consumer_group_prefix}-rater",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "session.timeout.ms": 10000,
-            }
-        )
+        consumer = Consumer(consumer_config(self.bootstrap, group, extra={"session.timeout.ms": 10000}))
         consumer.subscribe([self.totals_topic])
         self.ready = True
         log.info("rater ready (%d invoiced periods known)", len(ledger.revisions))

@@ -91,7 +91,7 @@ def stored_totals(stack: Stack, customer: str) -> dict[tuple[str, str, datetime]
 
 
 def auth(stack: Stack) -> dict[str, str]:
-    key = stack.settings.api_key
+    key = stack.settings.http.api_key
     return {} if key is None else {"Authorization": f"Bearer {key.get_secret_value()}"}
 
 

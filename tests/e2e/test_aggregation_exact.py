@@ -40,8 +40,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("aggregation")
-    settings = pipeline_settings(kafka_bootstrap, clickhouse_url, root, tag="agg", session_timeout_seconds=6.0,
-                                 housekeeping_seconds=5.0)
+    settings = pipeline_settings(
+        kafka_bootstrap, clickhouse_url, root, tag="agg",
+        kafka={"session_timeout_seconds": 6.0}, event_time={"housekeeping_seconds": 5.0},
+    )
     with Stack(settings, log_dir=root / "logs") as running:
         yield running
 
@@ -133,7 +135,7 @@ def test_a_second_worker_joining_and_leaving_keeps_totals_exact(stack: Stack, tm
     # The embedded engine lets one process own a data folder, so the second worker has a
     # store of its own; the first worker's store must still end exact, because the table
     # state travels through Kafka changelogs and is re-synced to its store on takeover.
-    second_settings = stack.settings.model_copy(update={"data_dir": tmp_path / "second", "aggregator_port": free_port()})
+    second_settings = stack.settings.updated(data_dir=tmp_path / "second", http={"aggregator_port": free_port()})
     env = {**os.environ, **settings_env(second_settings)}
     second: list[subprocess.Popen[bytes]] = []
 
@@ -142,7 +144,7 @@ def test_a_second_worker_joining_and_leaving_keeps_totals_exact(stack: Stack, tm
             log = open(tmp_path / "second.log", "wb")
             second.append(subprocess.Popen([sys.executable, "-m", "services.cli", "aggregator"], env=env,
                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            ready_url = f"http://127.0.0.1:{second_settings.aggregator_port}/readyz"
+            ready_url = f"http://127.0.0.1:{second_settings.http.aggregator_port}/readyz"
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:  # joined the group, recovered, took partitions
                 try:

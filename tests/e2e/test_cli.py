@@ -55,7 +55,7 @@ def test_catalog_apply_send_and_preview_through_the_commands(pipeline_settings: 
         assert "sent 30 measurements" in sent.stderr
         resent = _metering(stack.settings, "send", str(events), *url)  # a retried upload: deduplicated
         assert resent.returncode == 0
-        wait_for_no_lag(stack.bootstrap, f"{stack.settings.consumer_group_prefix}-aggregator",
+        wait_for_no_lag(stack.bootstrap, f"{stack.settings.kafka.consumer_group_prefix}-aggregator",
                         topics.name(stack.settings, topics.MEASUREMENTS), timeout=60)
 
         preview = _metering(stack.settings, "invoice", "preview", "--customer", "o'brien \\ 顧客", *url)
@@ -65,7 +65,7 @@ def test_catalog_apply_send_and_preview_through_the_commands(pipeline_settings: 
         assert draft["draft"] is True and draft["total"] == "54.00"
         assert [(l["type"], l["amount"]) for l in draft["lines"]] == [("base_price", "49.00"), ("usage", "5.00")]
 
-        key = stack.settings.api_key.get_secret_value()  # type: ignore[union-attr]
+        key = stack.settings.http.api_key.get_secret_value()  # type: ignore[union-attr]
         httpx.post(f"{stack.ingest_url}/measurements", json={}, headers={"Authorization": "Bearer wrong"}, timeout=10)
         for log in (stack.settings.data_dir / "logs").glob("*.log"):
             assert key not in log.read_text(errors="replace"), f"API key leaked into {log.name}"

@@ -57,8 +57,10 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def stack(kafka_bootstrap: str, clickhouse_url: str | None, control: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("crash")
-    settings = pipeline_settings(kafka_bootstrap, clickhouse_url, root, tag="crash", session_timeout_seconds=6.0,
-                                 housekeeping_seconds=5.0)
+    settings = pipeline_settings(
+        kafka_bootstrap, clickhouse_url, root, tag="crash",
+        kafka={"session_timeout_seconds": 6.0}, event_time={"housekeeping_seconds": 5.0},
+    )
     with Stack(settings, log_dir=root / "logs") as running:
         yield running
 

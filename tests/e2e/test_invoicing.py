@@ -326,7 +326,7 @@ def _wait_for_restart(stack: Stack, name: str, old_pid: int, timeout: float) -> 
         child = stack.children.get(name)
         if child is not None and child.pid != old_pid:
             try:
-                if httpx.get(f"http://127.0.0.1:{stack.settings.rater_port}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{stack.settings.http.rater_port}/readyz", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -335,7 +335,7 @@ def _wait_for_restart(stack: Stack, name: str, old_pid: int, timeout: float) -> 
 
 
 def _rater_unchanged_count(stack: Stack) -> float:
-    text = httpx.get(f"http://127.0.0.1:{stack.settings.rater_port}/metrics", timeout=5).text
+    text = httpx.get(f"http://127.0.0.1:{stack.settings.http.rater_port}/metrics", timeout=5).text
     found = re.search(r"^metering_rater_periods_unchanged_total (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
@@ -402,7 +402,7 @@ def test_exactly_once_across_a_killed_rater_a_replayed_period_and_a_resent_batch
     # The same batch again, as a retrying client would send it after the close.
     response = _post(stack, billed.batch)
     assert response.status_code == 202, response.text
-    wait_for_no_lag(stack.bootstrap, f"{stack.settings.consumer_group_prefix}-aggregator",
+    wait_for_no_lag(stack.bootstrap, f"{stack.settings.kafka.consumer_group_prefix}-aggregator",
                     _topic(stack, topics.MEASUREMENTS), timeout=60)
     again = read_invoices(stack.bootstrap, invoices_topic, expected=len(known), timeout=30, settle=6.0)
     assert [i.invoice_id for i in again] == known

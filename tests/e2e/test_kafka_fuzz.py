@@ -26,14 +26,13 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from bench.hostile import WHOLE, Hostile, HostileRecords, Target, hostile_catalog_records
 from services.infra import topics
 from services.infra.catalog_view import publish_catalog
-from services.infra.ports import free_port
 from services.infra.stack import Stack
-from services.settings import Settings
 from shared.catalog import parse_catalog
 from tests.e2e.streaming import await_totals, scenario_catalog, subscription_window, utc_now
 from tests.ops.metrics_catalog import CATALOG as METRIC_CONTRACT, resolve
 from tests.support.kafka import wait_for_no_lag
 from tests.support.oracle import MeterSpec, expected_totals
+from tests.support.pipeline import pipeline_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -45,12 +44,8 @@ SEED = int(os.environ.get("METERING_FUZZ_SEED", random.randrange(2**32)))
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root: Path = tmp_path_factory.mktemp("fuzz")
-    unique = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap, clickhouse_url=clickhouse_url, clickhouse_database=f"t_{unique}",
-        data_dir=root, topic_prefix=f"fz{unique}.", consumer_group_prefix=f"fz{unique}", partitions=2,
-        http_port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key="k",
-        allowed_lateness_seconds=0.5, grace_seconds=1.0, idle_seconds=1.5, session_timeout_seconds=6.0,
+    settings = pipeline_settings(
+        kafka_bootstrap, clickhouse_url, root, tag="fz", kafka={"session_timeout_seconds": 6.0}
     )
     with Stack(settings, log_dir=root / "logs") as running:
         yield running
@@ -121,7 +116,7 @@ def _skipped_by_part(url: str) -> dict[str, float]:
 
 def _urls(stack: Stack) -> dict[str, str]:
     return {"ingest": stack.ingest_url, "aggregator": stack.aggregator_url,
-            "rater": f"http://127.0.0.1:{stack.settings.rater_port}"}
+            "rater": f"http://127.0.0.1:{stack.settings.http.rater_port}"}
 
 
 def _assert_metrics_keep_the_contract(component: str, url: str) -> None:
@@ -161,7 +156,7 @@ def test_hostile_records_are_dead_lettered_once_and_valid_ones_fold_exactly(stac
     valid = [m for h in records for m in h.valid]
     expected = expected_totals(meters, valid, periods, open_index=1)
     assert await_totals(stack, customer, expected, timeout=240) == expected, note
-    wait_for_no_lag(stack.bootstrap, f"{stack.settings.consumer_group_prefix}-aggregator", topic, timeout=120)
+    wait_for_no_lag(stack.bootstrap, f"{stack.settings.kafka.consumer_group_prefix}-aggregator", topic, timeout=120)
 
     dead = _dead_letters(stack, topic)
     wanted = _expected_dead(records, placed)

@@ -42,9 +42,9 @@ def running(pipeline_settings: Settings) -> Iterator[Stack]:
 def prometheus(running: Stack, tmp_path: Path) -> Iterator[LivePrometheus]:
     settings = running.settings
     jobs = {
-        "metering-ingest": settings.http_port,
-        "metering-aggregator": settings.aggregator_port,
-        "metering-rater": settings.rater_port,
+        "metering-ingest": settings.http.port,
+        "metering-aggregator": settings.http.aggregator_port,
+        "metering-rater": settings.http.rater_port,
     }
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},

@@ -49,7 +49,7 @@ def _store(stack: Stack, what: str, customer: str) -> Any:
 def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeline_settings: Settings) -> None:
     settings = pipeline_settings
     with Stack(settings, log_dir=settings.data_dir / "logs") as stack:
-        auth = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}  # type: ignore[union-attr]
+        auth = {"Authorization": f"Bearer {settings.http.api_key.get_secret_value()}"}  # type: ignore[union-attr]
         end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=12)
         anchor, index = anchor_for_period_ending(end)  # index 1 on days like May 31
         start = period_at_index(anchor, "monthly", index).start
@@ -85,7 +85,7 @@ def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeli
         response = httpx.post(f"{stack.ingest_url}/measurements/batch", json=batch, headers=auth, timeout=30)
         assert response.status_code == 202, response.text
         wait_for_no_lag(
-            stack.bootstrap, f"{settings.consumer_group_prefix}-aggregator",
+            stack.bootstrap, f"{settings.kafka.consumer_group_prefix}-aggregator",
             topics.name(settings, topics.MEASUREMENTS), timeout=60,
         )
         # Listen through several close ticks: nothing new may be published.
@@ -119,7 +119,7 @@ def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeli
 
     # The aggregator keeps Faust's folder in its data folder, never in the working directory.
     assert (settings.data_dir / "faust").is_dir()
-    assert not list(Path.cwd().glob(f"{settings.consumer_group_prefix}-aggregator-data"))
+    assert not list(Path.cwd().glob(f"{settings.kafka.consumer_group_prefix}-aggregator-data"))
 
 
 def test_ingest_requires_the_api_key_and_names_bad_fields(pipeline_settings: Settings) -> None:
@@ -130,7 +130,7 @@ def test_ingest_requires_the_api_key_and_names_bad_fields(pipeline_settings: Set
         assert httpx.post(url, json=[], headers=wrong, timeout=10).status_code == 401
         assert httpx.get(f"{stack.ingest_url}/readyz", timeout=10).status_code == 200
 
-        auth = {"Authorization": f"Bearer {pipeline_settings.api_key.get_secret_value()}"}  # type: ignore[union-attr]
+        auth = {"Authorization": f"Bearer {pipeline_settings.http.api_key.get_secret_value()}"}  # type: ignore[union-attr]
         response = httpx.post(
             url, headers=auth, timeout=10,
             json=[{"id": "a", "meter_name": "api_calls", "customer_name": "nobody", "value": 1},

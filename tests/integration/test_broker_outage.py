@@ -16,7 +16,7 @@ from services.infra import topics
 from services.infra.kafka_broker import LocalKafkaBroker
 from services.ingest.api import create_app
 from services.ingest.publisher import Publisher
-from services.settings import Settings
+from services.settings import HttpSettings, KafkaSettings, Settings
 from shared.catalog import parse_catalog
 from tests.support.catalogs import worked_example_catalog
 from tests.support.kafka import measurements_in
@@ -33,7 +33,9 @@ def test_stopped_broker_gives_503_and_the_retry_lands_each_measurement_once(tmp_
     broker = LocalKafkaBroker(tmp_path / "kafka").start()
     publisher: Publisher | None = None
     try:
-        settings = Settings(api_key=KEY, kafka_bootstrap_servers=broker.bootstrap_servers)
+        settings = Settings(
+            http=HttpSettings(api_key=KEY), kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+        )
         topics.ensure_topics(settings, broker.bootstrap_servers)
         catalog, _ = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=2)))
         publisher = Publisher(broker.bootstrap_servers)

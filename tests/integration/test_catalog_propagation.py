@@ -19,7 +19,7 @@ from services.infra import topics
 from services.infra.catalog_view import CatalogView, entity_key
 from services.ingest.api import create_app
 from services.ingest.catalog_access import KafkaCatalogWriter
-from services.settings import Settings
+from services.settings import HttpSettings, KafkaSettings, Settings
 from shared.catalog import Catalog
 from tests.unit.test_ingest_api import FakeSink
 
@@ -31,11 +31,11 @@ CUSTOMER = "O'Brien & Sons / 100% \"ünïcødé\" \\ ; DROP TABLE customers; --"
 @pytest.fixture
 def settings(kafka_bootstrap: str, unique: str) -> Settings:
     settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_prefix=f"t{unique}.",
-        consumer_group_prefix=f"t{unique}",
-        partitions=1,
-        api_key=f"key-{unique}",
+        kafka=KafkaSettings(
+            bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{unique}.", consumer_group_prefix=f"t{unique}",
+            partitions=1,
+        ),
+        http=HttpSettings(api_key=f"key-{unique}"),
     )
     topics.ensure_topics(settings, kafka_bootstrap)
     return settings
@@ -43,7 +43,7 @@ def settings(kafka_bootstrap: str, unique: str) -> Settings:
 
 def _view(settings: Settings, bootstrap: str, name: str) -> CatalogView:
     """A view as another service holds it: its own consumer, its own group names."""
-    own = settings.model_copy(update={"consumer_group_prefix": f"{settings.consumer_group_prefix}-{name}"})
+    own = settings.updated(kafka={"consumer_group_prefix": f"{settings.kafka.consumer_group_prefix}-{name}"})
     return CatalogView(own, bootstrap).start()
 
 
@@ -53,8 +53,8 @@ def ingest(settings: Settings, kafka_bootstrap: str) -> Iterator[tuple[TestClien
     writer = KafkaCatalogWriter(settings, kafka_bootstrap)
     # Measurements are not the subject here: a recording sink stands in for the producer.
     app = create_app(settings, view, FakeSink(), writer=writer)
-    assert settings.api_key is not None
-    headers = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
+    assert settings.http.api_key is not None
+    headers = {"Authorization": f"Bearer {settings.http.api_key.get_secret_value()}"}
     try:
         with TestClient(app, headers=headers) as client:
             yield client, view
@@ -72,7 +72,7 @@ def _state(catalog: Catalog) -> dict[str, dict[str, object]]:
 def _records(settings: Settings, bootstrap: str) -> list[tuple[bytes, bytes | None]]:
     """Every record of the catalog topic, in order, as (key, value)."""
     topic = topics.name(settings, topics.CATALOG)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{settings.consumer_group_prefix}-probe",
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{settings.kafka.consumer_group_prefix}-probe",
                          "enable.auto.commit": False})
     try:
         _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)

@@ -12,7 +12,7 @@ import pytest
 from services.aggregator.writer import StoreWriter
 from services.infra import queries
 from services.infra.clickhouse_store import apply_migrations, connect, migrations
-from services.settings import Settings
+from services.settings import ClickHouseSettings, Settings
 
 pytestmark = pytest.mark.clickhouse
 
@@ -21,7 +21,7 @@ HOSTILE = ["o'brien", 'quo"te', "back\\slash", "x'); DROP TABLE measurements; --
 
 @pytest.fixture
 def store_settings(chdb_root: Path, clickhouse_url: str | None, unique: str) -> Settings:
-    return Settings(data_dir=chdb_root, clickhouse_url=clickhouse_url, clickhouse_database=f"t_{unique}")
+    return Settings(data_dir=chdb_root, clickhouse=ClickHouseSettings(url=clickhouse_url, database=f"t_{unique}"))
 
 
 def test_migrations_apply_once_in_order(store_settings: Settings) -> None:

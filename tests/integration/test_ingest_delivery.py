@@ -15,7 +15,7 @@ from services.infra import topics
 from services.infra.partitioning import customer_partition
 from services.ingest.api import create_app
 from services.ingest.publisher import Publisher
-from services.settings import Settings
+from services.settings import HttpSettings, KafkaSettings, Settings
 from shared.catalog import parse_catalog
 from tests.support.catalogs import worked_example_catalog
 from tests.support.kafka import measurements_in
@@ -26,12 +26,15 @@ pytestmark = pytest.mark.kafka
 
 def test_acknowledged_measurements_all_arrive_keyed_by_customer(kafka_bootstrap: str) -> None:
     unique = uuid.uuid4().hex[:8]
-    settings = Settings(api_key=KEY, topic_prefix=f"d{unique}.", partitions=3, kafka_bootstrap_servers=kafka_bootstrap)
+    settings = Settings(
+        http=HttpSettings(api_key=KEY),
+        kafka=KafkaSettings(topic_prefix=f"d{unique}.", partitions=3, bootstrap_servers=kafka_bootstrap),
+    )
     topics.ensure_topics(settings, kafka_bootstrap)
     customers = ("acme", "globex", "o'brien 顧客")
     catalog, problems = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=2), customers))
     assert problems == []
-    publisher = Publisher(kafka_bootstrap, partitions=settings.partitions)
+    publisher = Publisher(kafka_bootstrap, partitions=settings.kafka.partitions)
     try:
         client = TestClient(create_app(settings, FakeView(catalog), publisher))
         sent: dict[str, str] = {}

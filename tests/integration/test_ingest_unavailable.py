@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from services.infra.ports import free_port
 from services.ingest.api import create_app
 from services.ingest.publisher import Publisher
-from services.settings import Settings
+from services.settings import HttpSettings, Settings
 from shared.catalog import parse_catalog
 from tests.support.catalogs import worked_example_catalog
 from tests.unit.test_ingest_api import AUTH, KEY, FakeView
@@ -23,7 +23,7 @@ def test_unreachable_broker_gives_503_and_the_client_may_retry() -> None:
     assert problems == []
     publisher = Publisher(f"127.0.0.1:{free_port()}", delivery_timeout_ms=2000)
     try:
-        client = TestClient(create_app(Settings(api_key=KEY), FakeView(catalog), publisher))
+        client = TestClient(create_app(Settings(http=HttpSettings(api_key=KEY)), FakeView(catalog), publisher))
         measurement = {"id": "m1", "meter_name": "api_calls", "customer_name": "acme", "value": 1}
         response = client.post("/measurements/batch", json=[measurement], headers=AUTH)
         assert response.status_code == 503

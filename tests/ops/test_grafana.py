@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from services.infra.clickhouse_store import apply_migrations, connect
-from services.settings import Settings
+from services.settings import ClickHouseSettings, Settings
 from tests.ops.support import DEPLOY
 from tests.support.instants import utc
 
@@ -166,7 +166,7 @@ def measurement(customer: str, meter: str, ident: str, at: datetime, offset: int
 @pytest.fixture(scope="module")
 def store(chdb_root: Path, clickhouse_url: str | None) -> Any:
     database = f"t_{uuid.uuid4().hex[:10]}"
-    client = connect(Settings(data_dir=chdb_root, clickhouse_url=clickhouse_url, clickhouse_database=database))
+    client = connect(Settings(data_dir=chdb_root, clickhouse=ClickHouseSettings(url=clickhouse_url, database=database)))
     apply_migrations(client)
     day = timedelta(days=1)
     measurements = [

@@ -12,29 +12,32 @@ from pathlib import Path
 from typing import Any
 
 from services.infra.ports import free_port
-from services.settings import Settings
+from services.settings import (
+    ClickHouseSettings,
+    EventTimeSettings,
+    HttpSettings,
+    KafkaSettings,
+    Settings,
+)
 
 
 def pipeline_settings(
     bootstrap: str, clickhouse_url: str | None, data_dir: Path, *, tag: str = "t", unique: str | None = None,
-    **overrides: Any,
+    **changes: dict[str, Any],
 ) -> Settings:
-    """`tag` starts every topic and group name, so a broker's topics tell which test made them."""
+    """`tag` starts every topic and group name, so a broker's topics tell which test made them.
+
+    `changes` go per group, as to Settings.updated: `kafka={"session_timeout_seconds": 6.0}`.
+    """
     unique = unique or uuid.uuid4().hex[:8]
-    fields: dict[str, Any] = {
-        "kafka_bootstrap_servers": bootstrap,
-        "clickhouse_url": clickhouse_url,
-        "clickhouse_database": f"t_{unique}",
-        "data_dir": data_dir,
-        "topic_prefix": f"{tag}{unique}.",
-        "consumer_group_prefix": f"{tag}{unique}",
-        "partitions": 2,
-        "http_port": free_port(),
-        "aggregator_port": free_port(),
-        "rater_port": free_port(),
-        "api_key": f"key-{unique}",
-        "allowed_lateness_seconds": 0.5,
-        "grace_seconds": 1.0,
-        "idle_seconds": 1.5,
-    }
-    return Settings(**{**fields, **overrides})
+    settings = Settings(
+        data_dir=data_dir,
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap, topic_prefix=f"{tag}{unique}.", consumer_group_prefix=f"{tag}{unique}",
+            partitions=2,
+        ),
+        clickhouse=ClickHouseSettings(url=clickhouse_url, database=f"t_{unique}"),
+        http=HttpSettings(port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key=f"key-{unique}"),
+        event_time=EventTimeSettings(allowed_lateness_seconds=0.5, grace_seconds=1.0, idle_seconds=1.5),
+    )
+    return settings.updated(**changes) if changes else settings

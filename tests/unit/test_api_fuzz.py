@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from services.ingest.api import create_app
-from services.settings import Settings
+from services.settings import HttpSettings, Settings
 from tests.unit.test_ingest_api import FakeSink, _client
 from tests.unit.test_openapi import NoStore
 
@@ -34,7 +34,7 @@ class MemoryWrites:
 
 def _app() -> tuple[TestClient, list[tuple[str, str]]]:
     _, view = _client(FakeSink())
-    app = create_app(Settings(api_key="k"), view, FakeSink(), reader=NoStore(), writer=MemoryWrites(view))
+    app = create_app(Settings(http=HttpSettings(api_key="k")), view, FakeSink(), reader=NoStore(), writer=MemoryWrites(view))
     client = TestClient(app, raise_server_exceptions=False)
     document = client.get("/openapi.json", headers=AUTH).json()
     operations = [(path, method) for path, ops in document["paths"].items() for method in ops]

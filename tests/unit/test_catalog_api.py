@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from services.infra.catalog_view import Entity
 from services.ingest.api import create_app
 from services.ingest.catalog_routes import catalog_router
-from services.settings import Settings
+from services.settings import HttpSettings, KafkaSettings, LimitSettings, Settings
 from shared.catalog import Catalog, parse_catalog
 from tests.support.catalogs import worked_example_catalog
 from tests.unit.seed_schemas import CUSTOMER_SEED, PRICE_PLAN_SEED, load_seed_schema, requires_seeds
@@ -83,7 +83,9 @@ def writer(view: FakeView) -> FakeWriter:
 
 @pytest.fixture
 def client(view: FakeView, writer: FakeWriter) -> TestClient:
-    settings = Settings(api_key=KEY, topic_prefix="u.", max_body_bytes=64 * 1024)
+    settings = Settings(
+        http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."), limits=LimitSettings(max_body_bytes=64 * 1024)
+    )
     return TestClient(create_app(settings, view, FakeSink(), writer=writer), headers=AUTH)
 
 
@@ -139,7 +141,7 @@ def test_every_catalog_route_needs_the_bearer_key(
 
 
 def test_without_a_writer_there_are_no_catalog_routes(view: FakeView) -> None:
-    app = create_app(Settings(api_key=KEY, topic_prefix="u."), view, FakeSink())
+    app = create_app(Settings(http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u.")), view, FakeSink())
     client = TestClient(app, headers=AUTH)
     assert client.get("/customers").status_code == 404
     assert client.post("/measurements", json={"id": "1", "meter_name": "api_calls", "value": 1}).status_code == 400

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from services.ingest.api import create_app
 from services.ingest.publisher import Publisher, RecordTooLarge
-from services.settings import Settings
+from services.settings import HttpSettings, KafkaSettings, LimitSettings, Settings
 from shared.catalog import parse_catalog
 from shared.models import Customer, Measurement, Meter, PricePlan, Subscription
 from shared.models.limits import MAX_ID_LENGTH, MAX_LABEL_LENGTH, MAX_NAME_LENGTH, MAX_VALUE_LENGTH
@@ -57,13 +57,14 @@ class Rows:
         return self.rows
 
 
-def _app(sink: FakeSink | None = None, rows: list[dict[str, Any]] | None = None, **settings: Any) -> TestClient:
+def _app(sink: FakeSink | None = None, rows: list[dict[str, Any]] | None = None, **limits: Any) -> TestClient:
     document = worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=3))
     document["meters"].append({"name": "visitors", "data_type": "STRING", "aggregation": "UNIQUE_COUNT"})
     catalog, problems = parse_catalog(document)
     assert problems == []
     view = FakeView(catalog)
-    app = create_app(Settings(api_key=KEY, topic_prefix="u.", **settings), view, sink or FakeSink(),
+    settings = Settings(http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."), limits=LimitSettings(**limits))
+    app = create_app(settings, view, sink or FakeSink(),
                      reader=Rows(rows or []), writer=MemoryWrites(view))
     return TestClient(app, headers=AUTH, raise_server_exceptions=False)
 

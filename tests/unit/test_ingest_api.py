@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from services.ingest.api import create_app
 from services.ingest.publisher import Unavailable
-from services.settings import Settings
+from services.settings import HttpSettings, KafkaSettings, LimitSettings, Settings
 from shared.catalog import Catalog, parse_catalog
 from tests.support.catalogs import worked_example_catalog
 
@@ -46,12 +46,12 @@ class FakeSink:
         return not self.fail
 
 
-def _client(sink: FakeSink, **overrides: Any) -> tuple[TestClient, FakeView]:
+def _client(sink: FakeSink, **limits: Any) -> tuple[TestClient, FakeView]:
     start = datetime.now(timezone.utc) - timedelta(days=3)
     catalog, problems = parse_catalog(worked_example_catalog(start))
     assert problems == []
     view = FakeView(catalog)
-    settings = Settings(api_key=KEY, topic_prefix="u.", **overrides)
+    settings = Settings(http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."), limits=LimitSettings(**limits))
     return TestClient(create_app(settings, view, sink)), view
 
 

@@ -8,7 +8,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from services.ingest.api import create_app
-from services.settings import Settings
+from services.settings import HttpSettings, Settings
 from tests.unit.test_ingest_api import FakeSink, FakeView, _client  # noqa: F401
 
 
@@ -35,7 +35,7 @@ def _api_routes(routes: list[Any]) -> list[APIRoute]:
 
 def test_every_route_is_documented_and_bodies_are_described() -> None:
     _, view = _client(FakeSink())
-    app = create_app(Settings(api_key="k"), view, FakeSink(), reader=NoStore(), writer=NoWrites())
+    app = create_app(Settings(http=HttpSettings(api_key="k")), view, FakeSink(), reader=NoStore(), writer=NoWrites())
     client = TestClient(app)
     assert client.get("/openapi.json").status_code == 401  # like every endpoint but health and metrics
     document = client.get("/openapi.json", headers={"Authorization": "Bearer k"}).json()

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from services.rater import service
 from services.rater.invoicing import UnknownPlan
 from services.rater.ledger import Ledger
-from services.settings import Settings
+from services.settings import KafkaSettings, Settings
 from shared.catalog import Catalog, parse_catalog
 from shared.models.invoice import PeriodTotals
 
@@ -129,7 +129,7 @@ def view(monkeypatch: pytest.MonkeyPatch) -> FakeView:
 
 
 def rater() -> service.Rater:
-    return service.Rater(Settings(topic_prefix="t."), "127.0.0.1:1")
+    return service.Rater(Settings(kafka=KafkaSettings(topic_prefix="t.")), "127.0.0.1:1")
 
 
 def sample(name: str, **labels: str) -> float:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from services.infra.queries import QueryError
 from services.infra.store_reader import StoreUnavailable
 from services.ingest.api import create_app
-from services.settings import Settings
+from services.settings import HttpSettings, Settings
 from shared.catalog import parse_catalog
 from shared.models.json_types import format_utc
 from tests.support.catalogs import worked_example_catalog
@@ -43,7 +43,7 @@ def _client(store: Store) -> TestClient:
     document["customers"].append({"name": "idle"})  # no subscription
     catalog, problems = parse_catalog(document)
     assert problems == []
-    app = create_app(Settings(api_key=KEY), FakeView(catalog), FakeSink(), reader=store)
+    app = create_app(Settings(http=HttpSettings(api_key=KEY)), FakeView(catalog), FakeSink(), reader=store)
     return TestClient(app, headers=AUTH)
 
 
