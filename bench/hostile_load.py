@@ -26,6 +26,7 @@ from bench.hostile import HostileRecords, Target
 from bench.pipeline import LagReader, bench_settings, store_totals
 from services.infra import topics
 from services.infra.catalog_view import publish_catalog
+from services.infra.kafka_config import producer_config
 from services.infra.stack import Stack
 from shared.catalog import parse_catalog
 
@@ -75,9 +76,8 @@ def measure(bootstrap: str, root: Path, records: int, heavy: bool, seed: int = 1
         publish_catalog(stack.settings, stack.bootstrap, catalog)
         topic = topics.name(stack.settings, topics.MEASUREMENTS)
         pid = stack.children["aggregator"].pid
-        lag = LagReader(stack.bootstrap, f"{stack.settings.consumer_group_prefix}-aggregator", topic)
-        producer = Producer({"bootstrap.servers": stack.bootstrap, "partitioner": "murmur2_random",
-                             "message.max.bytes": 1_048_000, "linger.ms": 20, "enable.idempotence": True})
+        lag = LagReader(stack.bootstrap, f"{stack.settings.kafka.consumer_group_prefix}-aggregator", topic)
+        producer = Producer(producer_config(stack.bootstrap, linger_ms=20, extra={"message.max.bytes": 1_048_000}))
         began = time.time()
         for h in backlog:
             producer.produce(topic, key=h.key, value=h.value)
