@@ -162,8 +162,10 @@ class CatalogIndex:
             return None
         for rule in rules:
             if not rule.counts_text:
-                if isinstance(value, int):  # never a bool here: the model refuses those
-                    if not -_INTEGER_BOUND < value < _INTEGER_BOUND:
+                # An int (never a bool: the model refuses those) from 0 to 10^26 - 1 is what
+                # typed_value accepts on any numeric meter; anything else it judges itself.
+                if isinstance(value, int):
+                    if not 0 <= value < _INTEGER_BOUND and typed_value(Decimal(value), rule.meter)[1]:
                         return None
                 elif typed_value(value, rule.meter)[1]:
                     return None

@@ -161,7 +161,7 @@ def ordinary_valid(draw: st.DrawFn) -> dict[str, Any]:
                     value=draw(st.integers(0, 10**6)))
     else:
         item.update(meter_name=meter, value=draw(
-            st.integers(-10**25, 10**25) if meter == "api_calls" else st.one_of(
+            st.integers(0, 10**25) if meter == "api_calls" else st.one_of(
                 st.integers(0, 10**6), st.sampled_from([0.5, 2.25, 1e-7]), st.sampled_from(["3.75", "12"]))))
         if draw(st.booleans()):
             item["labels"] = region
@@ -343,8 +343,9 @@ BOUNDARIES = [
     (True, _event(labels={"kind": "web"})), (False, _event(labels={"kind": "web"}, value=1.5 + 1e-13)),
     (True, _event(labels={"kind": "web"}, value="0.000000000001")),
     (False, _event(labels={"kind": "web"}, value="0.0000000000001")),
-    (True, _item(value=10**26 - 1)), (False, _item(value=10**26)), (True, _item(value=-(10**26) + 1)),
-    (False, _item(value=-(10**26))), (False, _item(value=1.5)), (True, _item(value=2.0)), (True, _item(value="3")),
+    (True, _item(value=10**26 - 1)), (False, _item(value=10**26)), (False, _item(value=-1)), (True, _item(value=0)),
+    (True, _item(meter_name="storage_gb", value=-(10**26) + 1)), (False, _item(meter_name="storage_gb", value=-(10**26))),
+    (True, _item(meter_name="visitors", value=-7)), (False, _event(labels={"kind": "web"}, value=-1)), (False, _item(value=1.5)), (True, _item(value=2.0)), (True, _item(value="3")),
     (False, _item(value="3.5")), (True, _item(value="0E-999999999")), (False, _item(value="1E+999999999")),
     (False, _item(value=True)), (False, _item(value=None)), (False, _item(value=ABSENT)),
     (True, _item(meter_name="visitors", value=7.0)), (True, _item(meter_name="visitors", value="ü 😀")),
