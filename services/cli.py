@@ -145,7 +145,7 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     from services.sending import send_file
 
-    return send_file(Path(args.file), _client(settings, args), args.batch_size)
+    return send_file(Path(args.file), _client(settings, args), args.batch_size, concurrency=args.concurrency)
 
 
 def cmd_invoice(settings: Settings, args: argparse.Namespace) -> int:
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     send = sub.add_parser("send", help="send measurements from a JSON-lines file to the ingest API")
     send.add_argument("file", help="one measurement JSON object per line ('-' for stdin)")
     send.add_argument("--batch-size", type=int, default=1000)
+    send.add_argument("--concurrency", type=int, default=4,
+                      help="batches in flight at once, over kept-alive connections (default 4)")
     send.add_argument("--url", default=None, help="ingest API base URL (default: http://127.0.0.1:$METERING_HTTP_PORT)")
     send.set_defaults(func=cmd_send)
     invoice = sub.add_parser("invoice", help="invoice tools")

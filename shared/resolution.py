@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Callable
+from typing import Callable, Mapping
 from urllib.parse import quote
 
 from shared.catalog import Catalog
@@ -86,6 +86,124 @@ def _index(catalog: Catalog) -> dict[str, list[Subscription]]:
     }
 
 
+_INTEGER_BOUND = 10**MAX_INTEGER_DIGITS  # an int is within magnitude_problems' bound below it
+
+
+@dataclass(frozen=True)
+class _MeterRule:
+    """What `resolve` asks of one meter, read once per catalog version."""
+
+    meter: Meter
+    counts_text: bool  # a STRING meter: every value counts as it is
+    expected_labels: tuple[str, ...]
+    event_label_filter: tuple[tuple[str, str], ...]
+
+
+class CatalogIndex:
+    """The catalog as `resolve` reads it, compiled once per catalog version.
+
+    `accepted_customer` answers the one question of a hot path that only needs the
+    verdict: would `resolve` accept this measurement, and for which customer? It
+    returns None whenever `resolve` would report a problem, and never says why: a
+    caller that gets None asks `resolve`, which alone words the problems. So the rules
+    stay here, in one module, and tests/unit/test_ingest_fast_path.py holds the two
+    to the same verdicts. Customers and mappings are looked up in the live catalog
+    (plain dict lookups already); meters by event, their rules and the subscriptions
+    by customer are built here, once.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.revision = catalog.revision  # read before the snapshot: a later change rebuilds
+        meters = list(catalog.meters.values())  # one step: the view's thread may be applying
+        rules = {meter.name: _rule(meter) for meter in meters}
+        self._by_name: Mapping[str, _MeterRule] = rules
+        by_event: dict[str, list[_MeterRule]] = {}
+        for meter in meters:  # Catalog._reindex_events' order
+            if meter.event_name is not None:
+                by_event.setdefault(meter.event_name, []).append(rules[meter.name])
+        self._by_event = by_event
+        self._subscriptions = {
+            customer: tuple((sub.start_time, sub.end_time) for sub in subs)
+            for customer, subs in _index(catalog).items()
+        }
+
+    def accepted_customer(
+        self, customer_name: str | None, meter_name: str | None, event_name: str | None,
+        labels: Mapping[str, str], value: int | Decimal | str, at: datetime, earliest: datetime, latest: datetime,
+    ) -> str | None:
+        """The customer `resolve` would credit, or None where it would find a problem.
+
+        `earliest` and `latest` are `received_at - dedup_window` and `received_at +
+        max_future`; an int `value` stands for Decimal(value), as the model holds it.
+        """
+        if at > latest or at < earliest:
+            return None
+        if customer_name is not None:
+            customer = customer_name if customer_name in self.catalog.customers else None
+        else:
+            customer = None
+            for label, label_value in labels.items():
+                customer = self.catalog.mapping_owner(label, label_value)
+                if customer is not None:
+                    break
+        if customer is None:
+            return None
+        rules: tuple[_MeterRule, ...]
+        if meter_name is not None:
+            rule = self._by_name.get(meter_name)
+            rules = () if rule is None else (rule,)
+        else:
+            rules = tuple(
+                r for r in self._by_event.get(event_name or "", ())
+                if all(labels.get(k) == v for k, v in r.event_label_filter)
+            )
+        if not rules:
+            return None
+        for rule in rules:
+            if not rule.counts_text:
+                # An int (never a bool: the model refuses those) from 0 to 10^26 - 1 is what
+                # typed_value accepts on any numeric meter; anything else it judges itself.
+                if isinstance(value, int):
+                    if not 0 <= value < _INTEGER_BOUND and typed_value(Decimal(value), rule.meter)[1]:
+                        return None
+                elif typed_value(value, rule.meter)[1]:
+                    return None
+            for label in rule.expected_labels:
+                if label not in labels:
+                    return None
+        for start, end in self._subscriptions.get(customer, ()):
+            if start <= at and (end is None or at < end):
+                return customer
+        return None
+
+
+def _rule(meter: Meter) -> _MeterRule:
+    return _MeterRule(
+        meter, meter.data_type == "STRING", tuple(meter.expected_labels), tuple(meter.event_label_filter.items()),
+    )
+
+
+class CatalogIndexes:
+    """The CatalogIndex of the catalog `catalog()` returns now, rebuilt when it changed.
+
+    A change is another catalog object or a new `Catalog.revision` (it grows with
+    every put and delete).
+    """
+
+    def __init__(self, catalog: Callable[[], Catalog]) -> None:
+        self._catalog = catalog
+        self._built: CatalogIndex | None = None
+
+    def current(self) -> CatalogIndex:
+        catalog = self._catalog()
+        built = self._built
+        if built is None or built.catalog is not catalog or built.revision != catalog.revision:
+            built = CatalogIndex(catalog)
+            self._built = built
+        return built
+
+
 def series_key(meter: Meter, labels: dict[str, str]) -> str:
     """Primary-label series as 'label=value' pairs joined by '&' ('' when unsplit).
 
@@ -120,7 +238,7 @@ def resolve(
             problems.append(("event_name", f"no meter takes event_name {measurement.event_name!r} with these labels"))
     facts = []
     for meter in meters:
-        value, value_problems = _typed_value(measurement, meter)
+        value, value_problems = typed_value(measurement.value, meter)
         problems.extend(value_problems)
         missing = [label for label in meter.expected_labels if label not in measurement.labels]
         for label in missing:
@@ -143,8 +261,8 @@ def _time_problems(at: datetime, received_at: datetime, limits: Limits) -> list[
     return []
 
 
-def _typed_value(measurement: Measurement, meter: Meter) -> tuple[Decimal | str | None, list[Problem]]:
-    raw = measurement.value
+def typed_value(raw: Decimal | str, meter: Meter) -> tuple[Decimal | str | None, list[Problem]]:
+    """A measurement's value as `meter` counts it, or the problems that refuse it."""
     if meter.data_type == "STRING":
         # A JSON number on a STRING meter counts by its value: 7 and 7.0 are one value.
         return (raw if isinstance(raw, str) else decimal_text(raw)), []
@@ -180,7 +298,7 @@ def magnitude_problems(number: Decimal) -> list[Problem]:
     zeros; adjusted() and the exponent are exact without a context.
     """
     if number.is_zero():
-        return []  # _typed_value writes any zero as 0, whatever its exponent
+        return []  # typed_value writes any zero as 0, whatever its exponent
     if number.adjusted() >= MAX_INTEGER_DIGITS:
         return [("value", f"is too large (at most {MAX_INTEGER_DIGITS} integer digits)")]
     sign, digits, exponent = number.as_tuple()

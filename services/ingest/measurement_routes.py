@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.infra import topics
 from services.infra.web import BodyTooLarge, error_response, problem, read_limited
+from services.ingest.fast_path import FastPath
 from services.ingest.metrics import DELIVERY, EVENTS, QUEUE, REJECTIONS, REQUESTS, field_label
 from services.ingest.openapi import batch_doc, measurement_doc
 from services.ingest.publisher import RecordTooLarge, Unavailable
@@ -77,6 +78,8 @@ class MeasurementRoutes:
             SubscriptionIndex(lambda: view.catalog, lambda: int(getattr(view, "version")))
             if isinstance(getattr(view, "version", None), int) else None
         )
+        # Batches it accepts whole skip the models; everything else takes the usual path.
+        self._fast_path = FastPath(lambda: view.catalog, self._limits, self._max_record_bytes)
 
     def add_to(self, app: FastAPI) -> None:
         app.add_api_route("/measurements/batch", self.post_batch, methods=["POST"], status_code=202,
@@ -114,6 +117,18 @@ class MeasurementRoutes:
 
     async def _accept(self, raw_items: list[Any], route: str, single: bool) -> Response:
         received_at = datetime.now(timezone.utc)
+        records = self._fast_path.records(raw_items, received_at)
+        if records is None:
+            judged = self._judge_usually(raw_items, route, single, received_at)
+            if isinstance(judged, Response):
+                return judged
+            records = judged
+        return await self._publish(records, raw_items, route, single)
+
+    def _judge_usually(
+        self, raw_items: list[Any], route: str, single: bool, received_at: datetime,
+    ) -> list[tuple[bytes, bytes]] | Response:
+        """The usual path: every problem of every measurement, worded; or the records."""
         parsed: list[Measurement] = []
         errors: list[FieldError] = []
         for index, raw in enumerate(raw_items):
@@ -134,19 +149,20 @@ class MeasurementRoutes:
         too_large = oversized(records, parsed, self._max_record_bytes)
         if too_large:
             return _reject(route, 413, "record too large", too_large, len(raw_items), single)
-        return await self._publish(records, parsed, route, single, len(raw_items))
+        return records
 
     def _judge(self, parsed: list[Measurement], received_at: datetime) -> tuple[list[list[Fact]], list[FieldError]]:
         return judge(parsed, self._view.catalog, received_at, self._limits, subscription_at=self._subscription_at)
 
-    async def _publish(
-        self, records: list[tuple[bytes, bytes]], parsed: list[Measurement], route: str, single: bool, count: int
-    ) -> Response:
+    async def _publish(self, records: list[tuple[bytes, bytes]], raw_items: list[Any], route: str, single: bool) -> Response:
+        count = len(raw_items)
         try:
             with DELIVERY.time():
                 await self._publisher.publish(self._topic, records)
         except RecordTooLarge as error:  # the publisher's own limit is lower than ours
-            too_large = FieldError(error.index, largest_field(parsed[error.index]), str(error))
+            measurement, _ = parse_measurement(raw_items[error.index], error.index)
+            assert measurement is not None  # it was judged valid before it was produced
+            too_large = FieldError(error.index, largest_field(measurement), str(error))
             return _reject(route, 413, "record too large", [too_large], count, single)
         except Unavailable as error:
             log.warning("broker unavailable: %s", error)

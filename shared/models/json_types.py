@@ -95,6 +95,10 @@ def _utc_datetime(value: Any) -> datetime:
     return _in_utc(datetime.fromisoformat(text))
 
 
+# UtcDateTime's validator, for code that checks a field without building a model.
+utc_datetime = _utc_datetime
+
+
 def _iso_utc(value: datetime) -> str:
     try:
         return format_utc(value)

@@ -44,7 +44,7 @@ def _number_or_string(value: Any) -> Decimal | str:
     raise ValueError("must be a number (or a string for a STRING meter)")
 
 
-def _value_out(value: Decimal | str) -> str:
+def value_text(value: Decimal | str) -> str:
     # On the wire a numeric value travels as decimal text, so no digit is lost to a
     # float anywhere between the producer's request and ClickHouse.
     return value if isinstance(value, str) else decimal_text(value)
@@ -53,7 +53,7 @@ def _value_out(value: Decimal | str) -> str:
 MeasurementValue = Annotated[
     Decimal | str,
     BeforeValidator(_number_or_string),
-    PlainSerializer(_value_out, when_used="json"),
+    PlainSerializer(value_text, when_used="json"),
 ]
 
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
@@ -104,20 +104,31 @@ def measurement_json(measurement: Measurement, customer_name: str, at: datetime)
     RFC 3339 UTC, compact separators, non-ASCII as UTF-8, json's string escapes, which
     are pydantic's) without building a model copy: the ingest service writes one per
     accepted measurement. tests/unit/test_measurement_json.py holds it to pydantic's output.
+    Raises ValueError (UnicodeEncodeError) for a lone surrogate, which UTF-8 cannot hold.
     """
-    parts = ['{"id":', _quote(measurement.id)]
-    if measurement.meter_name is not None:
-        parts += [',"meter_name":', _quote(measurement.meter_name)]
-    if measurement.event_name is not None:
-        parts += [',"event_name":', _quote(measurement.event_name)]
-    parts += [
-        ',"customer_name":', _quote(customer_name),
-        ',"value":', _quote(_value_out(measurement.value)),
-        ',"time":', _quote(_utc_text(at)),
-        ',"labels":{', ",".join(_quote(k) + ":" + _quote(v) for k, v in measurement.labels.items()),
-        '},"reset_total":', "true" if measurement.reset_total else "false", "}",
-    ]
-    return "".join(parts).encode()
+    return record_json(
+        measurement.id, measurement.meter_name, measurement.event_name, customer_name,
+        value_text(measurement.value), record_time_text(at), measurement.labels, measurement.reset_total,
+    )
+
+
+def record_json(
+    id_: str, meter_name: str | None, event_name: str | None, customer_name: str, value: str, time: str,
+    labels: dict[str, str], reset_total: bool,
+) -> bytes:
+    """A measurement record's bytes from its fields: `measurement_json` without a model.
+
+    `value` and `time` are texts, as `value_text` and `record_time_text` write them.
+    """
+    names = "" if meter_name is None else ',"meter_name":' + _quote(meter_name)
+    if event_name is not None:
+        names += ',"event_name":' + _quote(event_name)
+    pairs = ",".join(_quote(k) + ":" + _quote(v) for k, v in labels.items()) if labels else ""
+    flag = "true" if reset_total else "false"
+    return (
+        f'{{"id":{_quote(id_)}{names},"customer_name":{_quote(customer_name)},"value":{_quote(value)},'
+        f'"time":{_quote(time)},"labels":{{{pairs}}},"reset_total":{flag}}}'
+    ).encode()
 
 
 def utc_text(value: datetime) -> str:
@@ -132,8 +143,9 @@ def utc_text(value: datetime) -> str:
     return v.isoformat()[:-6] + "Z"
 
 
-def _utc_text(value: datetime) -> str:
-    """json_types._iso_utc: utc_text, or the instant with its own offset outside UTC's range."""
+def record_time_text(value: datetime) -> str:
+    """A record's `time` text, as json_types._iso_utc writes it: utc_text, or the instant
+    with its own offset outside UTC's range."""
     try:
         return utc_text(value)
     except OverflowError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from services.infra.partitioning import partition_for
 from services.ingest import envelopes
@@ -49,3 +50,28 @@ def test_a_lone_measurement_stays_a_plain_object() -> None:
     [(key, value)] = pack(_records(["acme"], 1), partitions=3)
     assert key == b"acme" and json.loads(value) == {"id": "acme-0", "customer_name": "acme"}
     assert envelopes.ENVELOPE_ITEMS == 1000
+
+
+def test_the_publisher_applies_the_measured_settings_and_never_weakens_delivery(monkeypatch: Any) -> None:
+    from services.ingest import publisher as module
+
+    configs: list[dict[str, Any]] = []
+
+    class Recorder:
+        def __init__(self, config: dict[str, Any]) -> None:
+            configs.append(config)
+
+        def poll(self, timeout: float) -> int:
+            return 0
+
+        def flush(self, timeout: float) -> int:
+            return 0
+
+    monkeypatch.setattr(module, "Producer", Recorder)
+    for overrides in (None, {"acks": "1", "enable.idempotence": False, "linger.ms": 0}):
+        module.Publisher("127.0.0.1:9", overrides=overrides).close(timeout=0)
+    default, overridden = configs
+    assert {k: default[k] for k in module.PRODUCER_OVERRIDES} == module.PRODUCER_OVERRIDES
+    for config in configs:
+        assert (config["acks"], config["enable.idempotence"]) == ("all", True)
+    assert overridden["linger.ms"] == 0
