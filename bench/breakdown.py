@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.catalog import METERS, PLAN, PLAN_NAME, customer_name
 from services.aggregator.closing import SeriesIndex
+from services.aggregator.dedup import StoreDedup
 from services.aggregator.processing import Processor, Record
 from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
@@ -93,16 +94,16 @@ def records(customers: range, at: str, first_offset: int) -> list[Record]:
     return out
 
 
-def processor(catalog: Catalog, series: dict[str, Any], seen: dict[str, Any]) -> Processor:
+def processor(catalog: Catalog, series: dict[str, Any], seen: StoreDedup) -> Processor:
     return Processor(
-        catalog=lambda: catalog, refresh_catalog=lambda: None, limits=LIMITS, series=series, seen=seen,
+        catalog=lambda: catalog, refresh_catalog=lambda: None, limits=LIMITS, series=series, dedup=seen,
         closed_through=lambda customer, key: 0, subscription_at=SubscriptionIndex(lambda: catalog, lambda: 0),
     )
 
 
 def aggregator_cpu(catalog: Catalog, customers: int) -> float:
     series: dict[str, Any] = {}
-    seen: dict[str, Any] = {}
+    seen = StoreDedup(filter_bytes=16 * 1024 * 1024, recent_capacity=200_000)
     process = processor(catalog, series, seen).process
     at = event_time()
     batches = [records(range(first, min(first + 400, customers)), at, first * 10) for first in range(0, customers, 400)]

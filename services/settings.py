@@ -15,7 +15,7 @@ import difflib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -129,6 +129,16 @@ class LimitSettings(BaseModel):
     max_record_bytes: int = Field(
         default=MAX_RECORD_BYTES, ge=1024, le=MAX_RECORD_BYTES, alias="METERING_MAX_RECORD_BYTES"
     )
+    # Deduplication memory (services/aggregator/dedup.py), whatever the ids in the window:
+    # a Bloom filter per owned partition (16 MiB: a false positive, i.e. a store lookup,
+    # about once in 100,000 new ids at 5,000,000 ids per partition) and the latest ids.
+    # Where the aggregator keeps the ids of the dedup window (services/aggregator/dedup.py):
+    # "store" (bounded memory; needs one store shared by every worker), "state-log" (every
+    # id in memory and in the state log; any number of workers, each with its own
+    # embedded store), "auto": "store" with a ClickHouse server, "state-log" without.
+    dedup_ids: Literal["auto", "store", "state-log"] = Field(default="auto", alias="METERING_DEDUP_IDS")
+    dedup_filter_mib: int = Field(default=16, ge=1, le=1024, alias="METERING_DEDUP_FILTER_MIB")
+    dedup_recent_ids: int = Field(default=200_000, ge=1, alias="METERING_DEDUP_RECENT_IDS")
 
 
 GROUPS: dict[str, type[BaseModel]] = {

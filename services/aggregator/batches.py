@@ -25,7 +25,8 @@ from typing import Any, Callable
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.faults import Faults
 from services.aggregator.limits import LimitWatch
-from services.aggregator.metrics import DEAD_LETTERS, DEDUP_HITS, EVENTS, INGEST_TO_STORED
+from services.aggregator.dedup import first_carriers
+from services.aggregator.metrics import DEAD_LETTERS, DEDUP_HITS, DEDUP_LOOKUPS, EVENTS, INGEST_TO_STORED
 from services.aggregator.outbox import Outbox
 from services.aggregator.processing import DeadLetter, Processor, Record, parse_series_table_key
 from services.aggregator.projection import Projection
@@ -53,6 +54,7 @@ class BatchHandler:
     started: datetime
     faults: Faults
     send_state: Callable[..., Any]
+    dedup_since: Callable[[datetime], datetime]  # now -> the oldest event time an id is remembered from
     processed: dict[int, int] = field(default_factory=dict)  # partition -> last offset handled
 
     async def handle(self, records: list[Record]) -> None:
@@ -60,6 +62,13 @@ class BatchHandler:
         # However much of a batch is dead-lettered, the worker goes on: stopping would turn
         # hostile input into a restart loop, and a dead letter loses nothing (it carries
         # the record and its reason; MeteringDeadLetterRateHigh tells a person).
+        suspects = self.processor.prepare(records)
+        if suspects:  # ids only the store can place (dedup.py): one query, off the event loop
+            since = self.dedup_since(now)
+            self.processor.dedup.answers = await asyncio.to_thread(
+                self.writer.read, lambda client: first_carriers(client, suspects, since))
+            self.processor.dedup.lookups += len(suspects)
+            DEDUP_LOOKUPS.inc(len(suspects))
         result = self.processor.process(records)
 
         # 0. forwards, dead letters, limit events

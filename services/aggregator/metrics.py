@@ -6,6 +6,10 @@ from shared.metrics_labels import KNOWN_FIELDS
 
 EVENTS = Counter("metering_aggregator_events_total", "Measurement records by outcome", ["outcome"])
 DEDUP_HITS = Counter("metering_aggregator_dedup_hits_total", "Measurements dropped as duplicates of an earlier id")
+# Ids neither recent nor ruled out by the id filter, looked up in the store (dedup.py):
+# true duplicates of old ids plus the filter's false positives. A rate that climbs
+# towards the folded rate means the filters are too small for the ids in the window.
+DEDUP_LOOKUPS = Counter("metering_aggregator_dedup_store_lookups_total", "Ids looked up in the store to deduplicate")
 DEAD_LETTERS = Counter("metering_aggregator_dead_letters_total", "Records dead-lettered, by failing field", ["reason_field"])
 CONSUMER_LAG = Gauge("metering_aggregator_consumer_lag", "Records not yet processed, per input partition", ["partition"])
 WATERMARK_LAG = Gauge(

@@ -24,6 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, MutableMapping
 
+from services.aggregator.dedup import Dedup
 from services.aggregator.envelopes import Item, decode, item_values
 from services.infra import dead_letters
 from services.infra.partitioning import SEPARATOR
@@ -126,7 +127,7 @@ class Processor:
     refresh_catalog: Callable[[], object]  # catch up with the catalog topic
     limits: Limits
     series: MutableMapping[str, Any]  # series table key -> folding state (+ period bounds)
-    seen: MutableMapping[str, Any]  # dedup key -> [first position, event time iso]
+    dedup: Dedup  # who carried an id first (recent ids, filters, the store's answers)
     closed_through: Callable[[str, str], int]  # (customer, subscription key) -> next unclosed index
     # Answers like catalog().subscription_at (e.g. shared.resolution.SubscriptionIndex); None: ask the catalog.
     subscription_at: SubscriptionAt | None = None
@@ -134,31 +135,73 @@ class Processor:
     partition_of: Callable[[str], int] | None = None
     _periods: dict[Any, tuple[Period, str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _refreshed: bool = field(default=False, init=False, repr=False, compare=False)
+    # What prepare() decoded and judged, for process() to use instead of doing it twice.
+    _decoded: dict[tuple[int, int], list[Item] | str] = field(default_factory=dict, init=False, repr=False)
+    _judged: dict[tuple[int, int, int | None], list[Fact] | str] = field(default_factory=dict, init=False, repr=False)
+
+    def prepare(self, records: list[Record]) -> list[str]:
+        """Decode and judge a batch ahead of process(); returns the dedup keys only the
+        store can answer (see dedup.py), for the caller to look up off the event loop."""
+        self._refreshed = False
+        keys: set[str] = set()
+        for record in records:
+            items = self._decoded[(record.partition, record.offset)] = decode(record.value)
+            if isinstance(items, str):
+                continue
+            for item in items:
+                if item.measurement is None:
+                    continue
+                try:
+                    facts = self._facts(item.measurement, record.timestamp)
+                except Exception:
+                    continue  # process() judges it again, and dead-letters what it raises
+                self._judged[(record.partition, record.offset, item.index)] = facts
+                if isinstance(facts, str) or (
+                    self.partition_of is not None and self.partition_of(facts[0].customer_name) != record.partition
+                ):
+                    continue  # dead-lettered, or forwarded to be folded (and deduplicated) there
+                keys.update(dedup_key(f.customer_name, f.meter.name, f.measurement.id) for f in facts)
+        return self.dedup.suspects(keys, self._partition_of_key)
+
+    def _partition_of_key(self, key: str) -> int:
+        return self.partition_of(key.split(SEP, 1)[0]) if self.partition_of is not None else 0
 
     def process(self, records: list[Record]) -> BatchResult:
         result = BatchResult()
-        self._refreshed = False
-        for record in records:
-            items = decode(record.value)
-            if isinstance(items, str):
-                result.dead_letters.append(DeadLetter(record, items))
-                continue
-            raw: list[bytes] | None = None
-            for item in items:
-                problem = self._take(record, item, result)
-                if problem is not None:
-                    if item.index is not None and raw is None:
-                        raw = item_values(record.value or b"") or []
-                    value = raw[item.index] if raw is not None and item.index is not None and item.index < len(raw) else None
-                    result.dead_letters.append(DeadLetter(record, problem, item.index, value))
+        try:
+            for record in records:
+                self._process_record(record, result)
+        finally:
+            self._decoded.clear()
+            self._judged.clear()
+            self.dedup.end_batch()
+            self._refreshed = False
         return result
+
+    def _process_record(self, record: Record, result: BatchResult) -> None:
+        items = self._decoded.pop((record.partition, record.offset), None)
+        if items is None:
+            items = decode(record.value)
+        if isinstance(items, str):
+            result.dead_letters.append(DeadLetter(record, items))
+            return
+        raw: list[bytes] | None = None
+        for item in items:
+            problem = self._take(record, item, result)
+            if problem is not None:
+                if item.index is not None and raw is None:
+                    raw = item_values(record.value or b"") or []
+                value = raw[item.index] if raw is not None and item.index is not None and item.index < len(raw) else None
+                result.dead_letters.append(DeadLetter(record, problem, item.index, value))
 
     def _take(self, record: Record, item: Item, result: BatchResult) -> str | None:
         """Judge and fold one item; returns why it is dead-lettered, or None."""
         if item.measurement is None:
             return item.problem
         try:
-            facts = self._facts(item.measurement, record.timestamp)
+            facts = self._judged.pop((record.partition, record.offset, item.index), None)
+            if facts is None:
+                facts = self._facts(item.measurement, record.timestamp)
             if isinstance(facts, str):
                 return facts
             customer = facts[0].customer_name
@@ -215,8 +258,8 @@ class Processor:
         period, period_start_text, period_end_text = self._period(subscription, plan.period, fact.time)
         meter = fact.meter
         seen_key = dedup_key(fact.customer_name, meter.name, fact.measurement.id)
-        first = self.seen.get(seen_key)
-        if first is not None and first[0] != pos:
+        first = self.dedup.first(seen_key)
+        if first is not None and first != pos:
             result.duplicates += 1
             return
         closed = self.closed_through(fact.customer_name, subscription.key)
@@ -243,7 +286,7 @@ class Processor:
             changed = state
         # Written only now: an item that raised above left no trace in the state.
         if first is None:
-            self.seen[seen_key] = [pos, utc_text(fact.time)]
+            self.dedup.remember(seen_key, pos, record.partition, utc_text(fact.time))
         if applied:
             self.series[key] = changed
             result.folded += 1
@@ -256,7 +299,7 @@ class Processor:
                 fact.customer_name, meter.name, fact.measurement.id, fact.series, value,
                 fact.value if isinstance(fact.value, str) else "", fact.time,
                 dict(fact.measurement.labels), fact.measurement.reset_total,
-                record.topic, record.partition, record.offset,
+                record.topic, record.partition, record.offset, pos,
             ]
         )
         current = result.max_event_time.get(record.partition)
@@ -270,5 +313,5 @@ def copy_timeline(timeline: Any) -> dict[str, Any]:
 
 RAW_COLUMNS = [
     "customer_name", "meter_name", "id", "series", "value", "string_value", "event_time",
-    "labels", "reset_total", "topic", "partition", "offset",
+    "labels", "reset_total", "topic", "partition", "offset", "position",
 ]

@@ -23,6 +23,7 @@ import faust
 from services.aggregator.app import Declarations, declare
 from services.aggregator.batches import BatchHandler
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
+from services.aggregator.dedup import Dedup, LogDedup, StoreDedup, id_hashes
 from services.aggregator.faults import Faults
 from services.aggregator.invoice_store import InvoiceStore
 from services.aggregator.limits import LimitWatch
@@ -31,7 +32,7 @@ from services.aggregator.processing import Processor, Record
 from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
 from services.aggregator.state_reader import read_partition
-from services.aggregator.ticks import Ticker
+from services.aggregator.ticks import COMPACTION_MARGIN, Ticker
 from services.aggregator.writer import StoreWriter
 from services.infra import topics
 from services.infra.catalog_view import CatalogView
@@ -73,6 +74,8 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         return customer_partition(customer, settings.kafka.partitions)
 
     state = StateLog(partitions=settings.kafka.partitions, partition_of=partition_of)
+    dedup = dedup_for(settings, state)
+    dedup_window = timedelta(days=settings.event_time.dedup_window_days)
     index = SeriesIndex()
     watermarks = Watermarks(
         lateness=timedelta(seconds=settings.event_time.allowed_lateness_seconds),
@@ -92,7 +95,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
             max_future=timedelta(seconds=settings.event_time.max_future_seconds),
             dedup_window=timedelta(days=settings.event_time.dedup_window_days),
         ),
-        series=state.series, seen=state.seen, closed_through=closer.closed_through,
+        series=state.series, dedup=dedup, closed_through=closer.closed_through,
         subscription_at=subscription_at, partition_of=partition_of,
     )
     projection = Projection(catalog=lambda: view.catalog, series=state.series, closer=closer)
@@ -106,11 +109,12 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         watermarks=watermarks, closer=closer,
         limits=LimitWatch(lambda: view.catalog, subscription_at, state.series, state.marks, index),
         topics=d, measurements_topic=measurements_topic, started=started, faults=faults, send_state=send_state,
+        dedup_since=lambda now: now - dedup_window - COMPACTION_MARGIN,
     )
     ticker = Ticker(
         catalog=lambda: view.catalog, state=state, writer=writer, projection=projection, index=index,
         watermarks=watermarks, closer=closer, partitions=settings.kafka.partitions,
-        dedup_window=timedelta(days=settings.event_time.dedup_window_days), period_totals_topic=d.period_totals,
+        dedup_window=dedup_window, period_totals_topic=d.period_totals,
         faults=faults, send_state=send_state, started=started,
     )
     lock = asyncio.Lock()
@@ -118,18 +122,28 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
 
     state_topic = topics.name(settings, topics.AGGREGATOR_STATE)
 
+    async def load_filter(partition: int) -> None:
+        """The partition's id filter, from the first carriers in the store (dedup.py)."""
+        if not isinstance(dedup, StoreDedup):
+            return
+        since = datetime.now(timezone.utc) - dedup_window - COMPACTION_MARGIN
+        h1, h2 = await asyncio.to_thread(writer.read, lambda c: id_hashes(c, measurements_topic, partition, since))
+        dedup.load(partition, h1, h2)
+        log.info("id filter of partition %d: %d ids of the dedup window", partition, len(h1))
+
     async def ensure_loaded(partitions: set[int]) -> None:
         """Read the state of partitions just assigned to this worker (once per assignment)."""
         missing = partitions - state.loaded
         for partition in sorted(missing):
             records = await asyncio.to_thread(read_partition, bootstrap, state_topic, partition)
             state.load(partition, records)
+            await load_filter(partition)
             clock = state.clock.get(partition_key(partition))
             if clock is not None:
                 watermarks.observe(partition, datetime.fromisoformat(clock["max_event_time"]), started)
         if missing:
             index.rebuild(list(state.series.keys()))
-            log.info("loaded the state of partitions %s (%d series, %d ids)", sorted(missing), len(state.series), len(state.seen))
+            log.info("loaded the state of partitions %s (%d series)", sorted(missing), len(state.series))
 
     def owned() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == measurements_topic}
@@ -157,7 +171,10 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         async with lock:
-            state.forget({tp.partition for tp in revoked if tp.topic == measurements_topic})
+            gone = {tp.partition for tp in revoked if tp.topic == measurements_topic}
+            state.forget(gone)
+            if isinstance(dedup, StoreDedup):
+                dedup.forget(gone)
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
     async def tick() -> None:
@@ -171,6 +188,9 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                 await ticker.close_periods(mine, now)
                 if time.monotonic() - housekept[0] >= settings.event_time.housekeeping_seconds:
                     await ticker.housekeep(mine)
+                    if isinstance(dedup, StoreDedup):
+                        for partition in sorted(p for p in mine if p in dedup.filters and dedup.filters[p].full):
+                            await load_filter(partition)  # rebuilt from the window alone: older ids drop out
                     housekept[0] = time.monotonic()
                 await ticker.observe_lag(app.consumer, measurements_topic, handler.processed, mine, now)
         except Exception:
@@ -192,6 +212,17 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         view.stop()
 
     return d
+
+
+def dedup_for(settings: Settings, state: StateLog) -> Dedup:
+    """Where the ids of the dedup window live (dedup.py explains the choice)."""
+    mode = settings.limits.dedup_ids
+    if mode == "auto":
+        mode = "store" if settings.clickhouse.url else "state-log"
+    if mode == "state-log":
+        return LogDedup(state.seen)
+    return StoreDedup(filter_bytes=settings.limits.dedup_filter_mib * 1024 * 1024,
+                      recent_capacity=settings.limits.dedup_recent_ids)
 
 
 def _record(message: Any) -> Record:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from services.aggregator.dedup import IdFilter, first_carriers, id_hashes
+from services.aggregator.processing import dedup_key
 from services.aggregator.writer import StoreWriter
 from services.infra import queries
 from services.infra.clickhouse_store import apply_migrations, connect, migrations
@@ -35,7 +37,8 @@ def test_migrations_apply_once_in_order(store_settings: Settings) -> None:
 
 def _raw(customer: str, measurement_id: str, value: str, offset: int) -> list[Any]:
     at = datetime(2026, 1, 5, tzinfo=timezone.utc)
-    return [customer, "api_calls", measurement_id, "", Decimal(value), "", at, {"k": customer}, False, "m", 0, offset]
+    return [customer, "api_calls", measurement_id, "", Decimal(value), "", at, {"k": customer}, False, "m", 0, offset,
+            offset * 2**20]
 
 
 def test_replayed_writes_change_nothing_and_newest_total_wins(store_settings: Settings) -> None:
@@ -94,3 +97,25 @@ def test_a_period_sum_of_the_largest_accepted_values_fits_the_store(store_settin
     writer.write_totals([["acme", "api_calls", "", start, end, total, 10**15, 1]])
     [row] = queries.period_totals(client, {"customer_name": "acme"})
     assert Decimal(row["value"]) == total
+
+
+def test_the_store_rebuilds_the_id_filter_and_places_first_carriers(store_settings: Settings) -> None:
+    """dedup.py's store side: ClickHouse computes the same hashes as the worker, and the
+    first carrier of an id is its smallest position within the window."""
+    client = connect(store_settings)
+    apply_migrations(client)
+    writer = StoreWriter(client)
+    rows = [_raw(name, f"id-{i}", "1", i) for i, name in enumerate(HOSTILE)]
+    writer.write_raw(rows)
+    writer.write_raw([_raw(HOSTILE[0], "id-0", "1", 9)])  # the same id again, later (outside a window)
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    h1, h2 = id_hashes(client, "m", 0, since)
+    rebuilt = IdFilter(4096)
+    rebuilt.add_hashes(h1, h2)
+    keys = [dedup_key(name, "api_calls", f"id-{i}") for i, name in enumerate(HOSTILE)]
+    assert all(rebuilt.might_contain(key) for key in keys) and len(h1) == len(HOSTILE)
+    assert not rebuilt.might_contain(dedup_key("acme", "api_calls", "id-0"))
+    assert id_hashes(client, "m", 1, since)[0].size == 0  # another partition's ids are not ours
+    assert id_hashes(client, "m", 0, datetime(2026, 2, 1, tzinfo=timezone.utc))[0].size == 0  # outside the window
+    found = first_carriers(client, keys + [dedup_key("nobody", "api_calls", "x")], since)
+    assert found == {key: i * 2**20 for i, key in enumerate(keys)}

@@ -55,6 +55,7 @@ CATALOG: dict[str, dict[str, Metric]] = {
             "counter", ("outcome",), _enum(outcome="folded|duplicate|dead_lettered|forwarded")
         ),
         "metering_aggregator_dedup_hits_total": Metric("counter"),
+        "metering_aggregator_dedup_store_lookups_total": Metric("counter"),
         "metering_aggregator_dead_letters_total": Metric("counter", ("reason_field",)),
         "metering_aggregator_consumer_lag": Metric("gauge", ("partition",)),
         "metering_aggregator_watermark_lag_seconds": Metric("gauge", ("partition",)),

@@ -196,6 +196,7 @@ def healthy_aggregator(partitions: tuple[int, ...]) -> Callable[[FakeService, in
         events.labels(outcome="duplicate").inc(1)
         events.labels(outcome="dead_lettered").inc(0)
         m["metering_aggregator_dedup_hits_total"].inc(1)
+        m["metering_aggregator_dedup_store_lookups_total"].inc(1)
         m["metering_aggregator_dead_letters_total"].labels(reason_field="meter_name").inc(0)
         for p in partitions:
             m["metering_aggregator_consumer_lag"].labels(partition=str(p)).set(5 + n % 3)

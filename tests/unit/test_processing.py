@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.aggregator.dedup import IdFilter, StoreDedup
 from services.aggregator.processing import (
     SEP,
     Processor,
@@ -44,7 +45,11 @@ def make_catalog(document: dict[str, Any] = DOCUMENT) -> Catalog:
     return catalog
 
 
-def make_processor(series: dict[str, Any] | None = None, seen: dict[str, Any] | None = None,
+def new_dedup(recent: int = 10_000) -> StoreDedup:
+    return StoreDedup(filter_bytes=1024, recent_capacity=recent)
+
+
+def make_processor(series: dict[str, Any] | None = None, seen: StoreDedup | None = None,
                    closed: int = 0, catalog: Catalog | None = None) -> Processor:
     current = catalog or make_catalog()
     return Processor(
@@ -52,7 +57,7 @@ def make_processor(series: dict[str, Any] | None = None, seen: dict[str, Any] | 
         refresh_catalog=lambda: None,
         limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
         series={} if series is None else series,
-        seen={} if seen is None else seen,
+        dedup=new_dedup() if seen is None else seen,
         closed_through=lambda customer, sub_key: closed,
     )
 
@@ -73,9 +78,9 @@ def test_valid_records_fold_into_the_period_series() -> None:
     assert p.series[MARCH] == {"value": "5", "events": 2, "applied": position(1), "end": "2026-04-01T00:00:00Z"}
     assert p.series[FEBRUARY] == {"value": "5", "events": 1, "applied": position(2), "end": "2026-03-01T00:00:00Z"}
     assert result.dirty_series == {MARCH, FEBRUARY}
-    assert p.seen == {dedup_key("acme", "api_calls", "a"): [position(0), "2026-03-05T00:00:00Z"],
-                      dedup_key("acme", "api_calls", "b"): [position(1), "2026-03-05T00:00:00Z"],
-                      dedup_key("acme", "api_calls", "c"): [position(2), "2026-02-20T00:00:00Z"]}
+    assert p.dedup.recent == {dedup_key("acme", "api_calls", "a"): (position(0), 0),
+                              dedup_key("acme", "api_calls", "b"): (position(1), 0),
+                              dedup_key("acme", "api_calls", "c"): (position(2), 0)}
     assert result.max_event_time == {0: datetime(2026, 3, 5, tzinfo=timezone.utc)}
     assert [row[2] for row in result.raw_rows] == ["a", "b", "c"]
     assert result.late_periods == set()
@@ -115,14 +120,14 @@ def test_the_same_id_on_another_meter_is_not_a_duplicate() -> None:
 
 def test_replay_after_a_crash_changes_no_totals() -> None:
     series: dict[str, Any] = {}
-    seen: dict[str, Any] = {}
+    seen = new_dedup()
     records = [record(0, usage("a", 2)), record(1, usage("b", 3)), record(2, usage("a", 2))]
     first = make_processor(series, seen).process(records)
     assert (first.folded, first.duplicates) == (2, 1)
-    before = copy.deepcopy((series, seen))
+    before = copy.deepcopy((series, seen.recent))
     # The worker died before committing offsets: the same records come again.
     replay = make_processor(series, seen).process(records)
-    assert (series, seen) == before
+    assert (series, seen.recent) == before
     assert series[MARCH]["value"] == "5"
     assert (replay.folded, replay.duplicates) == (0, 1)
     # The series is still marked dirty so its absolute total is rewritten to the store.
@@ -130,8 +135,9 @@ def test_replay_after_a_crash_changes_no_totals() -> None:
 
 
 def test_a_crash_between_the_dedup_table_and_the_series_table() -> None:
-    # "seen" was persisted, "series" was not: the owner offset refolds, nothing doubles.
-    seen: dict[str, Any] = {}
+    # The id's first carrier is known (its raw row is in the store), its series state was
+    # not persisted: the first carrier itself refolds, nothing doubles.
+    seen = new_dedup()
     make_processor({}, seen).process([record(0, usage("a", 2))])
     series: dict[str, Any] = {}
     result = make_processor(series, seen).process([record(0, usage("a", 2))])
@@ -166,7 +172,7 @@ def test_dead_letters_name_the_field(key: bytes | None, value: Any, reason: str)
     result = p.process([bad])
     assert reasons(result) == [reason]
     assert result.dead_letters[0].record is bad
-    assert (result.folded, p.series, p.seen, result.raw_rows) == (0, {}, {}, [])
+    assert (result.folded, p.series, p.dedup.recent, result.raw_rows) == (0, {}, {}, [])
 
 
 def test_a_dead_letter_does_not_stop_the_batch() -> None:
@@ -187,7 +193,7 @@ def test_the_catalog_is_refreshed_once_for_an_unknown_entity() -> None:
     p = Processor(
         catalog=lambda: catalogs[0], refresh_catalog=refresh,
         limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
-        series={}, seen={}, closed_through=lambda c, s: 0,
+        series={}, dedup=new_dedup(), closed_through=lambda c, s: 0,
     )
     result = p.process([record(0, usage("a", 4))])
     assert (calls, result.folded, result.dead_letters) == ([1], 1, [])
@@ -265,7 +271,7 @@ def test_a_measurement_in_another_customers_partition_is_forwarded_not_folded() 
     p = Processor(
         catalog=lambda: current, refresh_catalog=lambda: None,
         limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
-        series={}, seen={}, closed_through=lambda c, s: 0, partition_of=lambda customer: 1,
+        series={}, dedup=new_dedup(), closed_through=lambda c, s: 0, partition_of=lambda customer: 1,
     )
     result = p.process([record(0, [usage("a", 2), {**usage("b", 3), "time": None}], key=b"whoever", partition=0)])
     assert (result.folded, p.series, result.dead_letters) == (0, {}, [])
@@ -288,7 +294,47 @@ def test_an_item_whose_folding_raises_is_dead_lettered_and_the_batch_goes_on(mon
     monkeypatch.setattr(processing, "fold", explode)
     result = p.process([record(0, usage("a", 2))])
     assert [d.reason for d in result.dead_letters] == ["unprocessable: OverflowError: cannot hold it"]
-    assert (p.series, p.seen) == ({}, {})  # nothing half-applied
+    assert (p.series, p.dedup.recent) == ({}, {})  # nothing half-applied
     monkeypatch.undo()
     result = p.process([record(1, usage("b", 2))])
     assert result.folded == 1
+
+
+def test_an_id_gone_from_memory_is_found_through_the_store() -> None:
+    """Only the latest ids stay in memory; an older one is looked up (dedup.py). The
+    store's answer (the first carrier's position) makes a later carrier a duplicate and a
+    replay of the first carrier itself not one."""
+    p = make_processor(seen=new_dedup(recent=1))
+    p.dedup.filters[0] = IdFilter(1024)
+    assert p.prepare([record(0, usage("a", 2))]) == []  # nothing in the filter: surely new
+    p.process([record(0, usage("a", 2)), record(1, usage("b", 3))])  # "a" leaves memory
+    key = dedup_key("acme", "api_calls", "a")
+    assert key not in p.dedup.recent and p.dedup.filters[0].might_contain(key)
+    again = [record(7, usage("a", 2)), record(0, usage("a", 2))]  # a retry, and a replay
+    assert p.prepare(again) == [key]
+    p.dedup.answers = {key: position(0)}  # what the store says: its row has position 0
+    result = p.process(again)
+    assert (result.duplicates, result.folded) == (1, 0)  # the replay is already applied
+    assert p.dedup.answers == {}  # answers hold for one batch only
+
+
+def test_prepare_leaves_out_what_is_forwarded_or_invalid() -> None:
+    current = make_catalog()
+    p = Processor(
+        catalog=lambda: current, refresh_catalog=lambda: None,
+        limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
+        series={}, dedup=new_dedup(), closed_through=lambda c, s: 0, partition_of=lambda customer: 1,
+    )
+    assert p.prepare([record(0, usage("a", 2), partition=0), record(1, usage("b", "x"), partition=1)]) == []
+    assert p.prepare([record(2, usage("c", 2), partition=1)]) == [dedup_key("acme", "api_calls", "c")]
+
+
+def test_a_duplicate_inside_one_batch_is_caught_however_small_the_memory() -> None:
+    # Found by tests/e2e/test_dedup_store.py: with 20 ids in memory, an id carried first
+    # earlier in the same batch had been pushed out before its row was in the store.
+    p = make_processor(seen=new_dedup(recent=1))
+    batch = [record(i, usage(f"id-{i}", 1)) for i in range(5)] + [record(9, usage("id-0", 1))]
+    p.prepare(batch)
+    result = p.process(batch)
+    assert (result.folded, result.duplicates) == (5, 1)
+    assert len(p.dedup.recent) == 1  # trimmed once the batch is done

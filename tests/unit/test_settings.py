@@ -52,6 +52,9 @@ FULL = {
     "METERING_BATCH_LIMIT": "500",
     "METERING_MAX_BODY_BYTES": "65536",
     "METERING_MAX_RECORD_BYTES": "4096",
+    "METERING_DEDUP_IDS": "store",
+    "METERING_DEDUP_FILTER_MIB": "32",
+    "METERING_DEDUP_RECENT_IDS": "1000",
 }
 
 EXPECTED: dict[str, Any] = {
@@ -81,6 +84,9 @@ EXPECTED: dict[str, Any] = {
     "limits.batch_limit": 500,
     "limits.max_body_bytes": 65536,
     "limits.max_record_bytes": 4096,
+    "limits.dedup_ids": "store",
+    "limits.dedup_filter_mib": 32,
+    "limits.dedup_recent_ids": 1000,
 }
 
 # Set only in the Grafana container (deploy/grafana/provisioning), never for a service.
