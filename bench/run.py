@@ -7,6 +7,7 @@ Phases, each on the same local Apache Kafka broker and the embedded ClickHouse e
            then sustained events/s from HTTP to totals in ClickHouse
   memory   aggregator peak RSS holding N customers x 5 meters of open-period state
   rating   time from N PeriodTotals to N invoices on the invoices topic
+  dedup    aggregator peak RSS with N unique ids in the dedup window (bench/dedup_memory.py)
   hostile  records/s the aggregator dead-letters from a hostile backlog while it folds
            the valid measurements mixed in (bench/hostile_load.py)
 """
@@ -32,7 +33,7 @@ import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench import ceiling as ceiling_mod
-from bench import hostile_load
+from bench import dedup_memory, hostile_load
 from bench import stream_ceiling
 from bench.catalog import METERS, PLAN_NAME, customer_name, publish_bench_catalog
 from bench.load import ClientPlan, percentile, run_clients
@@ -49,7 +50,7 @@ from shared.models.json_types import format_utc
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-PHASES = ("ceiling", "ingest", "e2e", "memory", "rating", "hostile")
+PHASES = ("ceiling", "ingest", "e2e", "memory", "rating", "dedup", "hostile")
 log = logging.getLogger("bench")
 
 
@@ -68,6 +69,7 @@ class Sizes:
     sustained_events: int
     big_customers: int  # memory and rating
     hostile_records: int
+    dedup_ids: int
 
 
 # The offered 10k/s load and the sustained run are sized so that the whole run ends in
@@ -76,12 +78,12 @@ class Sizes:
 FULL = Sizes(
     ceiling_messages=1_000_000, stream_messages=100_000, ingest_seconds=20.0, ingest_clients=2, ingest_concurrency=4,
     e2e_customers=1_000, latency_rate=10_000, low_rate=500, low_seconds=30.0, latency_seconds=10.0, sustained_events=200_000,
-    big_customers=100_000, hostile_records=20_000,
+    big_customers=100_000, hostile_records=20_000, dedup_ids=10_000_000,
 )
 QUICK = Sizes(
     ceiling_messages=100_000, stream_messages=20_000, ingest_seconds=4.0, ingest_clients=2, ingest_concurrency=4,
     e2e_customers=100, latency_rate=10_000, low_rate=500, low_seconds=6.0, latency_seconds=5.0, sustained_events=60_000,
-    big_customers=2_000, hostile_records=3_000,
+    big_customers=2_000, hostile_records=3_000, dedup_ids=200_000,
 )
 BATCH = 1_000
 
@@ -406,6 +408,9 @@ class Bench:
         }
         log.info("rating: %s", self.results["rating"])
 
+    def dedup(self) -> None:
+        self.results["dedup"] = dedup_memory.measure(self.bootstrap, self.root, self.sizes.dedup_ids)
+
     def hostile(self) -> None:
         self.results["hostile_small"] = hostile_load.measure(self.bootstrap, self.root, self.sizes.hostile_records, heavy=False)
         self.results["hostile"] = hostile_load.measure(self.bootstrap, self.root, self.sizes.hostile_records, heavy=True)
@@ -415,7 +420,8 @@ class Bench:
     def run(self, phases: set[str]) -> None:
         self.broker = LocalKafkaBroker(self.root / "kafka").start()
         try:
-            steps = [("ceiling", self.ceiling), ("ingest", self.ingest), ("e2e", self.e2e), ("hostile", self.hostile)]
+            steps = [("ceiling", self.ceiling), ("ingest", self.ingest), ("e2e", self.e2e), ("dedup", self.dedup),
+                     ("hostile", self.hostile)]
             for name, step in steps:
                 if name in phases:
                     self._guarded(name, step)
@@ -609,9 +615,20 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
             m.get("peak_rss_mib") if m.get("drained") else None, "MiB", None, 1024.0, "<=",
             f"RSS after fold {m.get('rss_mib', 0) / mib:.2f} GiB" if m.get("drained") else
             f"NOT folded in time: {m.get('not_folded_at_timeout', 0):,} of {m.get('series', 0):,} left"),
+        _dedup_row(results.get("dedup", {}), sizes),
         *[_hostile_row(key, results.get(key, {}), mix) for key, mix in
           (("hostile_small", "small bad records"), ("hostile", "with 100 kB-1 MB records"))],
     ]
+
+
+def _dedup_row(d: dict[str, Any], sizes: Sizes) -> Row:
+    return Row(
+        "dedup_memory", f"Memory: aggregator peak RSS, {d.get('ids_in_window', sizes.dedup_ids):,} ids in the dedup window",
+        d.get("peak_rss_mib") if d.get("drained") else None, "MiB", None, 1024.0, "<=",
+        f"METERING_DEDUP_IDS=store; {d.get('retries_of_old_ids', 0):,} retries of old ids, "
+        f"{d.get('dedup_hits', 0):,.0f} caught; {d.get('totals_exact', 0)} of {d.get('totals_checked', 0)} totals exact; "
+        f"RSS after loading the filters {d.get('rss_after_filters_mib', 0):,.0f} MiB",
+    )
 
 
 def _hostile_row(key: str, h: dict[str, Any], mix: str) -> Row:
