@@ -65,3 +65,14 @@ def test_a_number_past_pythons_digit_limit_spoils_only_its_item() -> None:
 ])
 def test_item_values_are_the_exact_spans_written(value: bytes, spans: list[bytes] | None) -> None:
     assert item_values(value) == spans
+
+
+@pytest.mark.parametrize("value", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000])
+def test_logging_a_deeply_nested_dead_letter_does_not_raise(value: bytes) -> None:
+    # Issue 13, finding 1: the dead-letter log helper raised RecursionError on 100,000
+    # nested brackets, the worker exited and read the record again: a restart loop.
+    # End to end: tests/e2e/test_kafka_fuzz.py (deep nesting, dead-lettered exactly once).
+    from services.aggregator.batches import _measurement_id
+
+    assert isinstance(decode(value), str)
+    assert _measurement_id(value) is None
