@@ -140,9 +140,7 @@ class StoreDedup:
             for key in list(itertools.islice(self.recent, excess)):
                 del self.recent[key]
 
-    def load(self, partition: int, h1: np.ndarray[Any, Any], h2: np.ndarray[Any, Any]) -> None:
-        built = IdFilter(self.filter_bytes)
-        built.add_hashes(h1, h2)
+    def load(self, partition: int, built: IdFilter) -> None:
         self.filters[partition] = built
 
     def forget(self, partitions: set[int]) -> None:
@@ -182,18 +180,43 @@ Dedup = StoreDedup | LogDedup
 _KEY = f"concat(customer_name, '{SEP}', meter_name, '{SEP}', id)"
 
 
-def id_hashes(client: Any, topic: str, partition: int, since: datetime) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """MD5 halves of every id first carried in a partition since `since`."""
+_WHERE = "topic = {topic:String} AND partition = {partition:UInt32} AND event_time >= {since:DateTime64(6)}"
+# Hashes are read in slices of about this many ids: memory while a filter is rebuilt
+# stays a few megabytes, however many ids the window holds.
+SLICE_IDS = 500_000
+
+
+def id_hashes(
+    client: Any, topic: str, partition: int, since: datetime, slices: int = 1, index: int = 0,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """MD5 halves of the ids first carried in a partition since `since` (slice `index` of
+    `slices`; a replayed row may appear twice, which a filter does not mind)."""
     result = client.query_np(
         f"SELECT reinterpretAsUInt64(substring(h, 1, 8)), reinterpretAsUInt64(substring(h, 9, 8)) "
-        f"FROM (SELECT DISTINCT MD5({_KEY}) AS h FROM measurements "
-        f"WHERE topic = {{topic:String}} AND partition = {{partition:UInt32}} AND event_time >= {{since:DateTime64(6)}})",
-        parameters={"topic": topic, "partition": partition, "since": since},
+        f"FROM (SELECT MD5({_KEY}) AS h FROM measurements WHERE {_WHERE} "
+        f"AND sipHash64(id) % {{slices:UInt32}} = {{index:UInt32}})",
+        parameters={"topic": topic, "partition": partition, "since": since, "slices": slices, "index": index},
     )
     if len(result) == 0:
         empty = np.zeros(0, dtype=np.uint64)
         return empty, empty
     return result[:, 0].astype(np.uint64), result[:, 1].astype(np.uint64)
+
+
+def filter_from_store(
+    read: Callable[[Callable[[Any], Any]], Any], topic: str, partition: int, since: datetime, size_bytes: int,
+) -> IdFilter:
+    """A partition's id filter, built slice by slice from the store (blocking)."""
+    built = IdFilter(size_bytes)
+    count = int(read(lambda client: client.query(
+        f"SELECT count() FROM measurements WHERE {_WHERE}",
+        parameters={"topic": topic, "partition": partition, "since": since},
+    ).result_rows[0][0]))
+    slices = max(1, -(-count // SLICE_IDS))
+    for index in range(slices):
+        h1, h2 = read(lambda client: id_hashes(client, topic, partition, since, slices, index))
+        built.add_hashes(h1, h2)
+    return built
 
 
 def first_carriers(client: Any, keys: list[str], since: datetime) -> dict[str, int]:

@@ -23,7 +23,7 @@ import faust
 from services.aggregator.app import Declarations, declare
 from services.aggregator.batches import BatchHandler
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
-from services.aggregator.dedup import Dedup, LogDedup, StoreDedup, id_hashes
+from services.aggregator.dedup import Dedup, LogDedup, StoreDedup, filter_from_store
 from services.aggregator.faults import Faults
 from services.aggregator.invoice_store import InvoiceStore
 from services.aggregator.limits import LimitWatch
@@ -127,9 +127,10 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         if not isinstance(dedup, StoreDedup):
             return
         since = datetime.now(timezone.utc) - dedup_window - COMPACTION_MARGIN
-        h1, h2 = await asyncio.to_thread(writer.read, lambda c: id_hashes(c, measurements_topic, partition, since))
-        dedup.load(partition, h1, h2)
-        log.info("id filter of partition %d: %d ids of the dedup window", partition, len(h1))
+        built = await asyncio.to_thread(
+            filter_from_store, writer.read, measurements_topic, partition, since, dedup.filter_bytes)
+        dedup.load(partition, built)
+        log.info("id filter of partition %d: %d ids of the dedup window", partition, built.added)
 
     async def ensure_loaded(partitions: set[int]) -> None:
         """Read the state of partitions just assigned to this worker (once per assignment)."""

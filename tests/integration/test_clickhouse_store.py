@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from services.aggregator.dedup import IdFilter, first_carriers, id_hashes
+from services.aggregator import dedup
+from services.aggregator.dedup import IdFilter, filter_from_store, first_carriers, id_hashes
 from services.aggregator.processing import dedup_key
 from services.aggregator.writer import StoreWriter
 from services.infra import queries
@@ -99,7 +100,9 @@ def test_a_period_sum_of_the_largest_accepted_values_fits_the_store(store_settin
     assert Decimal(row["value"]) == total
 
 
-def test_the_store_rebuilds_the_id_filter_and_places_first_carriers(store_settings: Settings) -> None:
+def test_the_store_rebuilds_the_id_filter_and_places_first_carriers(
+    store_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """dedup.py's store side: ClickHouse computes the same hashes as the worker, and the
     first carrier of an id is its smallest position within the window."""
     client = connect(store_settings)
@@ -113,9 +116,14 @@ def test_the_store_rebuilds_the_id_filter_and_places_first_carriers(store_settin
     rebuilt = IdFilter(4096)
     rebuilt.add_hashes(h1, h2)
     keys = [dedup_key(name, "api_calls", f"id-{i}") for i, name in enumerate(HOSTILE)]
-    assert all(rebuilt.might_contain(key) for key in keys) and len(h1) == len(HOSTILE)
+    assert all(rebuilt.might_contain(key) for key in keys) and len(h1) == len(HOSTILE) + 1  # id-0 twice
     assert not rebuilt.might_contain(dedup_key("acme", "api_calls", "id-0"))
     assert id_hashes(client, "m", 1, since)[0].size == 0  # another partition's ids are not ours
     assert id_hashes(client, "m", 0, datetime(2026, 2, 1, tzinfo=timezone.utc))[0].size == 0  # outside the window
+    sliced = [id_hashes(client, "m", 0, since, 3, index)[0] for index in range(3)]
+    assert sorted(int(h) for part in sliced for h in part) == sorted(int(h) for h in h1)  # slices: a partition
+    monkeypatch.setattr(dedup, "SLICE_IDS", 2)  # several slices even here
+    from_store = filter_from_store(writer.read, "m", 0, since, 4096)
+    assert bytes(from_store._array) == bytes(rebuilt._array) and from_store.added == len(h1)
     found = first_carriers(client, keys + [dedup_key("nobody", "api_calls", "x")], since)
     assert found == {key: i * 2**20 for i, key in enumerate(keys)}

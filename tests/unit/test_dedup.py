@@ -56,7 +56,7 @@ def test_recent_ids_are_bounded_oldest_out() -> None:
 
 def test_suspects_are_the_keys_only_the_store_can_answer() -> None:
     dedup = StoreDedup(filter_bytes=1024, recent_capacity=10)
-    dedup.load(0, np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64))
+    dedup.load(0, IdFilter(1024))
     dedup.remember("recent", 1, partition=0)  # also in the filter now
     dedup.filters[0].add("old")
     partition = {"recent": 0, "old": 0, "new": 0, "unloaded": 1}.__getitem__
@@ -67,7 +67,7 @@ def test_suspects_are_the_keys_only_the_store_can_answer() -> None:
 def test_forgetting_a_partition_drops_its_filter_and_its_recent_ids() -> None:
     dedup = StoreDedup(filter_bytes=64, recent_capacity=10)
     for partition in (0, 1):
-        dedup.load(partition, np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64))
+        dedup.load(partition, IdFilter(64))
         dedup.remember(f"k{partition}", 5, partition)
     dedup.forget({1})
     assert (set(dedup.filters), set(dedup.recent)) == ({0}, {"k0"})
