@@ -20,10 +20,14 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/metering up
 
-test: $(STAMP)
+test: lint
 	$(BIN)/metering kafka fetch
-	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Ruff's rule set is in pyproject.toml ([tool.ruff]); mypy is strict. `make test` runs this first.
+lint: $(STAMP)
+	$(BIN)/ruff check --no-cache
+	$(BIN)/python -m mypy
 
 # Throughput, latency and memory on this machine (docs/benchmarks.md); BENCH_ARGS=--quick for a short run.
 bench: $(STAMP)
