@@ -17,7 +17,7 @@ import gc
 import json
 import time
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.catalog import METERS, PLAN, PLAN_NAME, customer_name
@@ -31,7 +31,7 @@ from shared.models import Customer, Meter, PricePlan, Subscription
 from shared.resolution import Limits, SubscriptionIndex
 
 LIMITS = Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=30))
-START = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+START = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def bench_catalog(customers: int) -> Catalog:
@@ -49,7 +49,7 @@ def bench_catalog(customers: int) -> Catalog:
 
 
 def event_time() -> str:
-    return (datetime.now(timezone.utc) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def ingest_cpu(catalog: Catalog, rounds: int = 50) -> dict[str, float]:
@@ -61,7 +61,7 @@ def ingest_cpu(catalog: Catalog, rounds: int = 50) -> dict[str, float]:
     index = SubscriptionIndex(lambda: catalog, lambda: 0)
     totals = {"json": 0.0, "validate": 0.0, "judge": 0.0, "serialise": 0.0}
     for round_ in range(rounds + 5):
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         t0 = time.perf_counter()
         raw = parse_body(body)
         t1 = time.perf_counter()
@@ -82,7 +82,7 @@ def ingest_cpu(catalog: Catalog, rounds: int = 50) -> dict[str, float]:
 def records(customers: range, at: str, first_offset: int) -> list[Record]:
     out = []
     offset = first_offset
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for index in customers:
         name = customer_name(index)
         for meter in METERS:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from services.aggregator.envelopes import MAX_ENVELOPE_ITEMS
 from shared.models.limits import MAX_ID_LENGTH, MAX_LABELS, MAX_NAME_LENGTH

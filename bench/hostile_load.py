@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ def _expected(valid: list[dict[str, Any]], meters: dict[str, str]) -> dict[str, 
 def measure(bootstrap: str, root: Path, records: int, heavy: bool, seed: int = 13,
             timeout: float = 900.0) -> dict[str, Any]:
     settings = bench_settings(bootstrap, root, "hostile_heavy" if heavy else "hostile_small")
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     customer = "hostile-target"
     meters = {f"{customer}-sum": "SUM", f"{customer}-max": "MAX", f"{customer}-uniq": "UNIQUE_COUNT"}
     catalog, problems = parse_catalog(_catalog(customer, meters, now - timedelta(days=10)))

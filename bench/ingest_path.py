@@ -15,14 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from bench.breakdown import LIMITS, bench_catalog, event_time
 from bench.catalog import customer_name
-from services.ingest.measurement_routes import record_of
 from services.ingest.envelopes import pack
 from services.ingest.fast_path import FastPath, check_all, encode_all, judge_all
+from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
 from shared.catalog import Catalog
 from shared.resolution import CatalogIndexes, SubscriptionIndex
@@ -58,7 +59,7 @@ def best(stages: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
 
 
 def measure(catalog: Catalog, body: bytes, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     subscriptions = SubscriptionIndex(lambda: catalog, lambda: 0)
     indexes = CatalogIndexes(lambda: catalog)
     raw = parse_body(body)

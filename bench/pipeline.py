@@ -43,7 +43,7 @@ def bench_settings(bootstrap: str, root: Path, name: str) -> Settings:
 class IngestOnlyStack(Stack):
     """Only the ingest service (and its topics): its own capacity, nothing else on the CPU."""
 
-    def _start(self, timeout: float) -> "Stack":
+    def _start(self, timeout: float) -> Stack:
         ensure_topics(self.settings, self.bootstrap)
         self.settings = self.settings.updated(http={"ready_peers": []})
         self.children["ingest"] = self._spawn("ingest")

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from confluent_kafka import Producer
 
@@ -49,7 +49,7 @@ def main() -> None:
             "meter_name": "api_calls",
             "customer_name": customer,
             "value": 1,
-            "time": datetime.now(timezone.utc).isoformat(),
+            "time": datetime.now(UTC).isoformat(),
         }
         for _ in range(count)
     ]

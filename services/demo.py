@@ -13,8 +13,7 @@ import json
 import secrets
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -119,7 +118,7 @@ def run_demo(base: Settings) -> int:
     print("starting the pipeline (local Kafka broker, embedded ClickHouse, three services)...", flush=True)
     with Stack(settings, log_dir=data_dir / "logs") as stack:
         print(f"ready: ingest on {stack.ingest_url}, logs in {data_dir / 'logs'}", flush=True)
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         end = now + PERIOD_ENDS_IN
         # The period that ends at `end` is usually the first; on a day like May 31 it can
         # only be the second (anchor Mar 31), and the quiet first one is invoiced too.

@@ -5,9 +5,10 @@ subscription covers an instant). Pure data; services keep it current from Kafka.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -97,7 +98,7 @@ class Catalog:
     def mapping_owner(self, label: str, value: str) -> str | None:
         return self._by_mapping.get((label, value))
 
-    def copy(self) -> "Catalog":
+    def copy(self) -> Catalog:
         """An independent copy (entities are immutable or treated so; containers are new)."""
         return Catalog(
             customers=dict(self.customers), meters=dict(self.meters), price_plans=dict(self.price_plans),

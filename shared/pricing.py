@@ -6,8 +6,8 @@ bounds, so in VOLUME a quantity exactly on a cap takes that (lower) tier's price
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
-from typing import Sequence
 
 Tier = tuple[Decimal, Decimal | None]  # (price, cap)
 

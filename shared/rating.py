@@ -14,9 +14,9 @@ seconds of the window that are neither in the trial nor after the subscription's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Mapping
 
 from shared.add_ons import add_on_lines
 from shared.coverage import Coverage, coverage_for

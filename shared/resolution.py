@@ -6,10 +6,10 @@ that reaches Kafka by any path is judged identically. Errors name the field.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Mapping
 from urllib.parse import quote
 
 from shared.catalog import Catalog

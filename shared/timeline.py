@@ -15,9 +15,10 @@ A timeline is a JSON-able dict (it lives in a Faust table):
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 from shared.models import Meter
 from shared.models.json_types import format_utc

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.faults import Faults
@@ -58,7 +59,7 @@ class BatchHandler:
     processed: dict[int, int] = field(default_factory=dict)  # partition -> last offset handled
 
     async def handle(self, records: list[Record]) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         # However much of a batch is dead-lettered, the worker goes on: stopping would turn
         # hostile input into a restart loop, and a dead letter loses nothing (it carries
         # the record and its reason; MeteringDeadLetterRateHigh tells a person).
@@ -100,7 +101,7 @@ class BatchHandler:
         self.faults.reached("after_state", len(result.raw_rows))
 
         # 3. offsets: returning lets Faust ack and commit the batch.
-        stored_at = datetime.now(timezone.utc)
+        stored_at = datetime.now(UTC)
         for record in records:
             INGEST_TO_STORED.observe(max((stored_at - record.timestamp).total_seconds(), 0.0))
             if record.offset > self.processed.get(record.partition, -1):

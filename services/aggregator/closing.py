@@ -11,9 +11,10 @@ the next tick re-emits its totals so the rater can issue a correction.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, MutableMapping
+from typing import Any
 
 from services.aggregator.processing import SEP
 from services.aggregator.quantities import totals_with_trial
@@ -89,7 +90,7 @@ class Closer:
     grace: timedelta
     partitions: int
     started: datetime
-    _schedule: "_Schedule | None" = field(default=None, init=False, repr=False)
+    _schedule: _Schedule | None = field(default=None, init=False, repr=False)
     _late: set[str] = field(default_factory=set, init=False, repr=False)
     _owned: frozenset[int] = field(default=frozenset(), init=False, repr=False)
 
@@ -133,7 +134,7 @@ class Closer:
                 out.extend(self._advance(catalog, subscription, watermark))
         return out
 
-    def _current_schedule(self, catalog: Catalog) -> "_Schedule":
+    def _current_schedule(self, catalog: Catalog) -> _Schedule:
         schedule = self._schedule
         if schedule is None or schedule.plans != catalog.price_plans or schedule.catalog is not catalog:
             # A plan's period or a new catalog changes every due time: start over.

@@ -24,7 +24,7 @@ class Faults:
         self._control = control
 
     @classmethod
-    def from_environment(cls) -> "Faults":
+    def from_environment(cls) -> Faults:
         control = os.environ.get("METERING_FAULT_FILE")
         return cls(Path(control) if control else None)
 

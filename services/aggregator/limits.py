@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable, MutableMapping, Any
+from typing import Any
 
 from services.aggregator.closing import SeriesIndex
 from services.aggregator.quantities import period_totals

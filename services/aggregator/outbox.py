@@ -8,7 +8,8 @@ all the offset commit) can never overtake an earlier one.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 
 class Outbox:

@@ -19,10 +19,11 @@ every replay, and a poison item must not stop the partition.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, MutableMapping
+from typing import Any
 
 from services.aggregator.dedup import Dedup
 from services.aggregator.envelopes import Item, decode, item_values
@@ -30,13 +31,13 @@ from services.infra import dead_letters
 from services.infra.partitioning import SEPARATOR
 from shared.catalog import Catalog
 from shared.folding import empty_state, fold
-from shared.timeline import empty_timeline, insert, is_order_dependent
-from shared.trial import trial_end
 from shared.models import Measurement, Subscription
-from shared.models.measurement import measurement_json, utc_text
 from shared.models.json_types import format_utc
+from shared.models.measurement import measurement_json, utc_text
 from shared.periods import Period, period_containing
 from shared.resolution import Fact, Limits, SubscriptionAt, resolve
+from shared.timeline import empty_timeline, insert, is_order_dependent
+from shared.trial import trial_end
 
 log = logging.getLogger(__name__)
 

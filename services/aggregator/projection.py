@@ -6,11 +6,12 @@ writing a row again (a replay, a resync after a takeover) changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from services.aggregator.closing import Closer
 from services.aggregator.processing import TIMELINE, TRIAL_SUFFIX, parse_series_table_key

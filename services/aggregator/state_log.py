@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
 
 from services.infra.partitioning import PARTITION_PREFIX, SEPARATOR
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from faust.types import TP
 
@@ -106,7 +107,7 @@ class Ticker:
 
     async def housekeep(self, owned: set[int]) -> None:
         """Forget ids older than the dedup window; compact old timeline points."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         cutoff = now - self.dedup_window - COMPACTION_MARGIN
         cutoff_text = format_utc(cutoff)
         seen = self.state.seen

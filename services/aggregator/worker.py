@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -67,7 +67,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         bootstrap, topics.name(settings, topics.INVOICES),
         f"{settings.kafka.consumer_group_prefix}-invoice-store", writer,
     )
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     faults = Faults.from_environment()
 
     def partition_of(customer: str) -> int:
@@ -185,7 +185,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
             async with lock:
                 mine = owned()
                 await ensure_loaded(mine)
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 await ticker.close_periods(mine, now)
                 if time.monotonic() - housekept[0] >= settings.event_time.housekeeping_seconds:
                     await ticker.housekeep(mine)
@@ -227,7 +227,7 @@ def dedup_for(settings: Settings, state: StateLog) -> Dedup:
 
 
 def _record(message: Any) -> Record:
-    timestamp = datetime.fromtimestamp(message.timestamp, tz=timezone.utc)
+    timestamp = datetime.fromtimestamp(message.timestamp, tz=UTC)
     return Record(
         topic=message.topic, partition=message.partition, offset=message.offset,
         key=message.key, value=message.value, timestamp=timestamp,

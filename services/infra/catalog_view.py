@@ -67,12 +67,12 @@ class CatalogView:
         # Grows with every applied batch, so a reader can tell the catalog changed.
         self.version = 0
 
-    def start(self, timeout: float = 30.0) -> "CatalogView":
+    def start(self, timeout: float = 30.0) -> CatalogView:
         metadata = self._consumer.list_topics(self._topic, timeout=timeout)
         partitions = list(metadata.topics[self._topic].partitions)
         # assign(), not subscribe(): every instance reads the whole topic, no group.
         self._consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in partitions])
-        self._positions = {p: 0 for p in partitions}
+        self._positions = dict.fromkeys(partitions, 0)
         self._thread.start()
         self.sync(timeout)
         self._loaded = True

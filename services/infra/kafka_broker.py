@@ -100,7 +100,7 @@ class LocalKafkaBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0, fresh: bool = True) -> "LocalKafkaBroker":
+    def start(self, timeout: float = 90.0, fresh: bool = True) -> LocalKafkaBroker:
         """Start the broker; `fresh=False` restarts it on its existing data and ports."""
         libs = fetch_jars()
         config = self.data_dir / "server.properties"
@@ -142,7 +142,7 @@ class LocalKafkaBroker:
         if process is not None:
             terminate(process, timeout)
 
-    def __enter__(self) -> "LocalKafkaBroker":
+    def __enter__(self) -> LocalKafkaBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

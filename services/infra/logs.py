@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # Fields a record may carry through `extra=`, copied to the JSON object when present.
 CONTEXT_FIELDS = ("measurement_id", "invoice_id", "customer_name", "topic", "partition", "offset", "reason")
@@ -18,7 +18,7 @@ CONTEXT_FIELDS = ("measurement_id", "invoice_id", "customer_name", "topic", "par
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),

@@ -7,7 +7,7 @@ period events share one partition number and one worker owns all of them.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from aiokafka.partitioner import murmur2
 

@@ -6,7 +6,7 @@ import ctypes
 import os
 import signal
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 _PR_SET_PDEATHSIG = 1
 
@@ -26,7 +26,7 @@ def spawn(
     argv: Sequence[str], env: dict[str, str] | None = None, stdout: int | None = None, stderr: int | None = None
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        list(argv), env=env, stdout=stdout, stderr=stderr, preexec_fn=_die_with_parent  # noqa: PLW1509
+        list(argv), env=env, stdout=stdout, stderr=stderr, preexec_fn=_die_with_parent
     )
 
 

@@ -7,9 +7,10 @@ processes read the embedded engine that the aggregator owns).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -37,10 +38,10 @@ def _jsonable(name: str, value: Any) -> Any:
         # Money keeps its cents ("164.00"); quantities drop storage padding ("150000").
         return str(value.quantize(Decimal("0.01"))) if name in MONEY_COLUMNS else decimal_text(value)
     if isinstance(value, datetime):
-        return format_utc(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+        return format_utc(value if value.tzinfo else value.replace(tzinfo=UTC))
     if isinstance(value, date):
         # toStartOfMonth() is a Date: the instant it starts, like every other window.
-        return format_utc(datetime(value.year, value.month, value.day, tzinfo=timezone.utc))
+        return format_utc(datetime(value.year, value.month, value.day, tzinfo=UTC))
     return value
 
 
@@ -67,7 +68,7 @@ def _instant(params: Mapping[str, str], name: str) -> datetime:
         raise QueryError(f"{name}: is not an RFC 3339 date-time") from error
     if value.tzinfo is None:
         raise QueryError(f"{name}: must carry a timezone")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def period_totals(client: Client, params: Mapping[str, str]) -> list[dict[str, Any]]:

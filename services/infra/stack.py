@@ -58,14 +58,14 @@ class Stack:
     def aggregator_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.http.aggregator_port}"
 
-    def start(self, timeout: float = 180.0) -> "Stack":
+    def start(self, timeout: float = 180.0) -> Stack:
         try:
             return self._start(timeout)
         except BaseException:
             self.stop()
             raise
 
-    def _start(self, timeout: float) -> "Stack":
+    def _start(self, timeout: float) -> Stack:
         if self.settings.kafka.bootstrap_servers is None:
             self.broker = LocalKafkaBroker(self.settings.data_dir / "kafka").start()
             self.settings = self.settings.updated(kafka={"bootstrap_servers": self.broker.bootstrap_servers})
@@ -141,7 +141,7 @@ class Stack:
             handle.close()
         self._logs.clear()
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -4,7 +4,7 @@ out, health and metrics. This module composes the routes; each group has its mod
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 from fastapi import FastAPI, Request

@@ -19,9 +19,10 @@ date-time validator.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from shared.catalog import Catalog
 from shared.models.json_types import utc_datetime

@@ -8,7 +8,7 @@ acknowledged every record (acks=all), so an accepted measurement is never lost.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -75,7 +75,8 @@ class MeasurementRoutes:
         # per-customer subscription index; anything else is asked through
         # Catalog.subscription_at.
         self._subscription_at = (
-            SubscriptionIndex(lambda: view.catalog, lambda: int(getattr(view, "version")))
+            # getattr: `version` is not part of CatalogSource, only of the views that have it.
+            SubscriptionIndex(lambda: view.catalog, lambda: int(getattr(view, "version")))  # noqa: B009
             if isinstance(getattr(view, "version", None), int) else None
         )
         # Batches it accepts whole skip the models; everything else takes the usual path.
@@ -116,7 +117,7 @@ class MeasurementRoutes:
             return _refuse(route, 400, "invalid body", [problem("body", str(error))])
 
     async def _accept(self, raw_items: list[Any], route: str, single: bool) -> Response:
-        received_at = datetime.now(timezone.utc)
+        received_at = datetime.now(UTC)
         records = self._fast_path.records(raw_items, received_at)
         if records is None:
             judged = self._judge_usually(raw_items, route, single, received_at)

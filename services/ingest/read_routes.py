@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ParamSpec
 
@@ -19,10 +19,10 @@ from services.ingest.routing import RawPathRoute
 from shared.catalog import Catalog
 from shared.entitlements import entitlements
 from shared.models import PricePlan, Subscription
-from shared.periods import Period, period_at_index, period_containing
-from shared.rating import RatingInput, invoice_total, rate
 from shared.models.json_types import format_utc
 from shared.money import decimal_text
+from shared.periods import Period, period_at_index, period_containing
+from shared.rating import RatingInput, invoice_total, rate
 from shared.timeline import empty_timeline, insert, is_order_dependent, quantity
 from shared.windows import WINDOWS, next_window, windows
 
@@ -37,7 +37,7 @@ def _instant(text: str, field: str) -> datetime:
     if value.tzinfo is None:
         raise BadParameter(field, "must carry a timezone (e.g. a trailing Z)")
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except OverflowError as error:
         # 0001-01-01T00:00:00+01:00 is valid RFC 3339 but falls before year 1 in UTC.
         raise BadParameter(field, "is outside the supported range (years 0001 to 9999 in UTC)") from error
@@ -62,7 +62,7 @@ def _usage_row(row: dict[str, Any], window: str) -> dict[str, Any]:
     and the end is computed from it, never looked up by its spelling.
     """
     start = datetime.fromisoformat(str(row["window_start"]).replace("Z", "+00:00"))
-    start = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start.astimezone(timezone.utc)
+    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
     return {"window_start": format_utc(start), "window_end": format_utc(next_window(start, window)),
             "series": row["series"], "value": row["value"]}
 
@@ -183,7 +183,7 @@ class ReadRoutes:
             "draft": True, "customer_name": name, "price_plan_name": plan.name,
             "period_start": format_utc(period.start), "period_end": format_utc(period.end), "currency": "USD",
             "lines": [json.loads(line.model_dump_json(exclude_none=True)) for line in lines],
-            "total": str(invoice_total(lines)), "as_of": format_utc(datetime.now(timezone.utc)),
+            "total": str(invoice_total(lines)), "as_of": format_utc(datetime.now(UTC)),
         })
 
     @_answered
@@ -209,7 +209,7 @@ class ReadRoutes:
         known = self._catalog()
         if name not in known.customers:
             raise Refused("name", f"unknown customer {name!r}")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         subscription = known.subscription_at(name, now)
         plan = known.price_plans.get(subscription.price_plan_name) if subscription else None
         if subscription is None or plan is None:

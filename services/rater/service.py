@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,8 +27,8 @@ from services.infra.kafka_config import consumer_config, transactional_producer_
 from services.rater.invoicing import UnknownPlan, immediate_invoice_for, invoice_for
 from services.rater.ledger import Ledger
 from services.rater.metrics import DEAD_LETTERS, PERIODS_CLOSED, RATING, UNCHANGED, count_published
-from shared.models.invoice import Invoice, PeriodTotals
 from services.settings import Settings
+from shared.models.invoice import Invoice, PeriodTotals
 
 log = logging.getLogger("metering.rater")
 
@@ -170,7 +170,7 @@ class Rater:
         Checked whenever the catalog changes; the ledger makes it once per subscription.
         """
         catalog = self.view.catalog
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         due = []
         for subscription in list(catalog.subscriptions.values()):
             plan = catalog.price_plans.get(subscription.price_plan_name)
@@ -207,13 +207,13 @@ class Rater:
         PERIODS_CLOSED.labels(event.reason).inc()
         with RATING.time():
             try:
-                return invoice_for(event, self.view.catalog, ledger, datetime.now(timezone.utc))
+                return invoice_for(event, self.view.catalog, ledger, datetime.now(UTC))
             except UnknownPlan:
                 # Another service may have just added the plan: catch up once, then judge.
                 if not self.view.sync(10):
                     raise  # the view is behind, not the record wrong: retry after a restart
             try:
-                return invoice_for(event, self.view.catalog, ledger, datetime.now(timezone.utc))
+                return invoice_for(event, self.view.catalog, ledger, datetime.now(UTC))
             except UnknownPlan:
                 return DeadLetter(
                     "unknown_plan",
@@ -223,7 +223,7 @@ class Rater:
 
 def serve_health(rater: Rater, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":

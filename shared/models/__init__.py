@@ -27,7 +27,7 @@ __all__ = [
     "PricePlan",
     "PriceScheme",
     "PriceTier",
-    "Subscription",
     "SubscribedAddOn",
+    "Subscription",
     "Trial",
 ]

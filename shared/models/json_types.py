@@ -9,7 +9,7 @@ and `format` checks reuse the very checkers of jsonschema's draft-07 FormatCheck
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -55,7 +55,7 @@ def _checked_format(fmt: str) -> Any:
 
 def _in_utc(value: datetime) -> datetime:
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except OverflowError:
         # A valid RFC 3339 instant such as 0001-01-01T00:00:00+01:00 lies outside
         # Python's datetime range once moved to UTC. The schema accepts it, so do we:
@@ -109,7 +109,7 @@ def _iso_utc(value: datetime) -> str:
 
 def format_utc(value: datetime) -> str:
     """RFC 3339 in UTC with a Z suffix; microseconds only when present."""
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     # strftime's %Y is not zero-padded below year 1000 (glibc); RFC 3339 wants 4 digits.
     text = f"{value.year:04d}" + value.strftime("-%m-%dT%H:%M:%S")
     if value.microsecond:

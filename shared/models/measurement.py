@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import json.encoder
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -91,7 +91,7 @@ class Measurement(ClosedModel):
     reset_total: StrictBool = False
 
     @model_validator(mode="after")
-    def _names_a_meter(self) -> "Measurement":
+    def _names_a_meter(self) -> Measurement:
         if self.meter_name is None and self.event_name is None:
             raise ValueError("meter_name: either meter_name or event_name is required")
         return self
@@ -137,7 +137,7 @@ def utc_text(value: datetime) -> str:
     Built with f-strings instead of strftime: the pipeline formats an instant per record.
     Raises OverflowError where format_utc does (an instant outside UTC's range).
     """
-    v = value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+    v = value if value.tzinfo is UTC else value.astimezone(UTC)
     # isoformat() (in C) writes exactly this for a UTC instant: 4-digit year, microseconds
     # only when present, then "+00:00", which becomes "Z".
     return v.isoformat()[:-6] + "Z"

@@ -36,7 +36,7 @@ class Meter(ClosedModel):
     event_label_filter: dict[LabelText, LabelText] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Meter":
+    def _consistent(self) -> Meter:
         if self.data_type == "STRING" and self.aggregation != "UNIQUE_COUNT":
             raise ValueError("data_type: STRING is allowed only with aggregation UNIQUE_COUNT")
         if self.meter_type == "GAUGE" and self.aggregation not in ("SUM", "MAX", "MIN"):

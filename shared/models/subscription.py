@@ -22,7 +22,7 @@ class Subscription(ClosedModel):
     add_ons: list[SubscribedAddOn] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _ends_after_start(self) -> "Subscription":
+    def _ends_after_start(self) -> Subscription:
         if self.end_time is not None and self.end_time <= self.start_time:
             raise ValueError("end_time: must be after start_time")
         return self

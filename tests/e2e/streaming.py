@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -96,7 +96,7 @@ def auth(stack: Stack) -> dict[str, str]:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def await_totals(stack: Stack, customer: str, expected: dict[Any, Decimal], timeout: float) -> dict[Any, Decimal]:

@@ -12,14 +12,17 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from services.infra import topics
 from services.infra.catalog_view import publish_catalog
@@ -29,7 +32,14 @@ from services.settings import settings_env
 from shared.catalog import parse_catalog
 from shared.periods import Period
 from tests.e2e.streaming import (
-    KINDS, await_totals, delivery_order, measurements, produce, scenario_catalog, subscription_window, utc_now,
+    KINDS,
+    await_totals,
+    delivery_order,
+    measurements,
+    produce,
+    scenario_catalog,
+    subscription_window,
+    utc_now,
 )
 from tests.support.oracle import MeterSpec, expected_totals
 from tests.support.pipeline import pipeline_settings

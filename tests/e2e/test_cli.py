@@ -7,18 +7,18 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from services.infra import topics
 from services.infra.stack import Stack
 from services.settings import Settings, settings_env
 from tests.support.catalogs import worked_example_catalog
 from tests.support.kafka import wait_for_no_lag
-from services.infra import topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -31,7 +31,7 @@ def _metering(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 
 def test_catalog_apply_send_and_preview_through_the_commands(pipeline_settings: Settings, tmp_path: Path) -> None:
     with Stack(pipeline_settings, log_dir=pipeline_settings.data_dir / "logs") as stack:
-        start = datetime.now(timezone.utc) - timedelta(days=3)
+        start = datetime.now(UTC) - timedelta(days=3)
         document = worked_example_catalog(start, customers=("acme", "o'brien \\ 顧客"))
         good = tmp_path / "catalog.yaml"
         good.write_text(yaml.safe_dump(json.loads(json.dumps(document, default=str))))

@@ -13,10 +13,11 @@ import os
 import random
 import time
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -31,7 +32,14 @@ from shared.catalog import parse_catalog
 from shared.models.invoice import Invoice, PeriodTotals
 from shared.periods import Period
 from tests.e2e.streaming import (
-    KINDS, await_totals, delivery_order, measurements, produce, scenario_catalog, subscription_window, utc_now,
+    KINDS,
+    await_totals,
+    delivery_order,
+    measurements,
+    produce,
+    scenario_catalog,
+    subscription_window,
+    utc_now,
 )
 from tests.support.kafka import read_invoices
 from tests.support.oracle import MeterSpec, expected_totals
@@ -107,9 +115,9 @@ def _batch_invoice_total(stack: Stack, customer: str, meters: list[MeterSpec], r
     event = PeriodTotals(
         customer_name=customer, price_plan_name=f"plan-{customer}", subscription_start=start, period_index=0,
         period_start=periods[0].start, period_end=periods[0].end, totals=totals, reason="closed",
-        watermark=datetime.now(timezone.utc),
+        watermark=datetime.now(UTC),
     )
-    invoice = invoice_for(event, catalog, Ledger(), datetime.now(timezone.utc))
+    invoice = invoice_for(event, catalog, Ledger(), datetime.now(UTC))
     assert invoice is not None
     return invoice.total
 

@@ -35,10 +35,11 @@ import re
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -244,7 +245,7 @@ def billed(stack: Stack) -> Billed:
     """Apply the catalog, send period 0's usage over HTTP, wait for its two invoices."""
     customer = f"acme-{uuid.uuid4().hex[:6]}"
     plan = f"all-in-{customer}"
-    end = datetime.now(timezone.utc).replace(microsecond=0) + PERIOD_ENDS_IN
+    end = datetime.now(UTC).replace(microsecond=0) + PERIOD_ENDS_IN
     start = add_months(end, -1)
     if add_months(start, 1) != end:
         # E on the 29th-31st after a shorter month (e.g. May 31): the anchor clamps
@@ -259,7 +260,7 @@ def billed(stack: Stack) -> Billed:
     assert response.status_code == 202, response.text
     assert response.json() == {"accepted": len(batch)} == {"accepted": 84}
     # The scenario only holds if every measurement was in before the period closed.
-    assert datetime.now(timezone.utc) < end - timedelta(seconds=2), "the batch was accepted too late"
+    assert datetime.now(UTC) < end - timedelta(seconds=2), "the batch was accepted too late"
 
     invoices = read_invoices(stack.bootstrap, _topic(stack, topics.INVOICES), expected=2, timeout=90)
     assert len(invoices) == 2, invoices
@@ -464,7 +465,7 @@ def test_preview_entitlements_and_stored_invoices_through_the_api(
 ) -> None:
     name = billed.customer
     # Period 1 [E, S + 2 months) is open: 45,000 calls and a seat level of 8 in it.
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     assert now >= billed.end
     # (event times from E on: a second earlier would be late usage for period 0)
     open_usage = [{"id": f"p1-calls-{i}", "meter_name": "api_calls", "customer_name": name, "value": 15000,

@@ -15,9 +15,10 @@ import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,8 @@ from services.infra.catalog_view import publish_catalog
 from services.infra.stack import Stack
 from shared.catalog import parse_catalog
 from tests.e2e.streaming import await_totals, scenario_catalog, subscription_window, utc_now
-from tests.ops.metrics_catalog import CATALOG as METRIC_CONTRACT, resolve
+from tests.ops.metrics_catalog import CATALOG as METRIC_CONTRACT
+from tests.ops.metrics_catalog import resolve
 from tests.support.kafka import wait_for_no_lag
 from tests.support.oracle import MeterSpec, expected_totals
 from tests.support.pipeline import pipeline_settings
@@ -86,7 +88,7 @@ def _dead_letters(stack: Stack, topic: str) -> Counter[Where]:
         partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in partitions}
         consumer.assign([TopicPartition(name, p, 0) for p in partitions])
-        read = {p: 0 for p in partitions}
+        read = dict.fromkeys(partitions, 0)
         deadline = time.monotonic() + 120
         while any(read[p] < ends[p] for p in partitions) and time.monotonic() < deadline:
             message = consumer.poll(0.5)

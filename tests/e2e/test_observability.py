@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import httpx
-from confluent_kafka import Producer
 import pytest
 import yaml
+from confluent_kafka import Producer
 
 from services.infra import topics
 from services.infra.catalog_view import publish_catalog
@@ -73,7 +73,7 @@ def prometheus(running: Stack, tmp_path: Path) -> Iterator[LivePrometheus]:
 
 def _drive(stack: Stack) -> None:
     """Traffic that touches every metric: accepted, rejected, duplicate, closed, invoiced."""
-    end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=8)
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
     anchor, index = anchor_for_period_ending(end)
     catalog, problems = parse_catalog(worked_example_catalog(anchor))
     assert problems == []

@@ -8,7 +8,7 @@ open the chdb data folder).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,8 @@ from services.infra.stack import Stack
 from services.settings import Settings
 from shared.catalog import parse_catalog
 from shared.periods import anchor_for_period_ending, period_at_index
-from tests.support.catalogs import worked_example_catalog
 from tests.e2e.streaming import auth
+from tests.support.catalogs import worked_example_catalog
 from tests.support.kafka import read_invoices, wait_for_no_lag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
@@ -50,7 +50,7 @@ def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeli
     settings = pipeline_settings
     with Stack(settings, log_dir=settings.data_dir / "logs") as stack:
         auth = {"Authorization": f"Bearer {settings.http.api_key.get_secret_value()}"}  # type: ignore[union-attr]
-        end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=12)
+        end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=12)
         anchor, index = anchor_for_period_ending(end)  # index 1 on days like May 31
         start = period_at_index(anchor, "monthly", index).start
         catalog, problems = parse_catalog(worked_example_catalog(anchor))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ def test_stopped_broker_gives_503_and_the_retry_lands_each_measurement_once(tmp_
             http=HttpSettings(api_key=KEY), kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
         )
         topics.ensure_topics(settings, broker.bootstrap_servers)
-        catalog, _ = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=2)))
+        catalog, _ = parse_catalog(worked_example_catalog(datetime.now(UTC) - timedelta(days=2)))
         publisher = Publisher(broker.bootstrap_servers)
         client = TestClient(create_app(settings, FakeView(catalog), publisher))
         assert client.post("/measurements/batch", json=_batch("before"), headers=AUTH).status_code == 202

@@ -5,8 +5,8 @@ the compacted topic alone rebuilds the same catalog in a view started afterwards
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -94,7 +94,7 @@ def test_catalog_written_over_http_reaches_other_views_and_survives_them(
     client, own_view = ingest
     other = _view(settings, kafka_bootstrap, "rater")  # already running before the writes
     try:
-        start = (datetime.now(timezone.utc) - timedelta(days=1)).replace(microsecond=0)
+        start = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
         subscription = {"customer_name": CUSTOMER, "price_plan_name": "growth-plan",
                         "start_time": start.isoformat().replace("+00:00", "Z")}
         key = f"{CUSTOMER}@{start.isoformat()}"
@@ -131,7 +131,7 @@ def test_catalog_written_over_http_reaches_other_views_and_survives_them(
         assert client.delete(created.headers["Location"]).status_code == 204
         assert other.sync(30)
         assert other.catalog.subscriptions == {}
-        assert other.catalog.subscription_at(CUSTOMER, datetime.now(timezone.utc)) is None
+        assert other.catalog.subscription_at(CUSTOMER, datetime.now(UTC)) is None
         last_for_key = [value for k, value in _records(settings, kafka_bootstrap) if k == entity_key("subscriptions", key)]
         assert len(last_for_key) == 2 and last_for_key[0] is not None and last_for_key[-1] is None
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from confluent_kafka import Consumer
@@ -32,7 +32,7 @@ def test_acknowledged_measurements_all_arrive_keyed_by_customer(kafka_bootstrap:
     )
     topics.ensure_topics(settings, kafka_bootstrap)
     customers = ("acme", "globex", "o'brien 顧客")
-    catalog, problems = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=2), customers))
+    catalog, problems = parse_catalog(worked_example_catalog(datetime.now(UTC) - timedelta(days=2), customers))
     assert problems == []
     publisher = Publisher(kafka_bootstrap, partitions=settings.kafka.partitions)
     try:

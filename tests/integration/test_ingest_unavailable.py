@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.kafka
 
 
 def test_unreachable_broker_gives_503_and_the_client_may_retry() -> None:
-    catalog, problems = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=2)))
+    catalog, problems = parse_catalog(worked_example_catalog(datetime.now(UTC) - timedelta(days=2)))
     assert problems == []
     publisher = Publisher(f"127.0.0.1:{free_port()}", delivery_timeout_ms=2000)
     try:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -132,7 +133,7 @@ class FakeService:
     `tick` runs before every scrape, so counters move between scrapes like real ones.
     """
 
-    def __init__(self, component: str, tick: Callable[["FakeService", int], None]) -> None:
+    def __init__(self, component: str, tick: Callable[[FakeService, int], None]) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -161,7 +162,7 @@ class FakeService:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path != "/metrics":
                     self.send_response(404)
                     self.end_headers()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -67,7 +68,7 @@ def test_dashboard_is_well_formed(path: Path) -> None:
     boxes = []
     for panel in panels(dashboard):
         box = panel["gridPos"]
-        assert 0 <= box["x"] and box["x"] + box["w"] <= 24 and box["h"] > 0, panel["title"]
+        assert box["x"] >= 0 and box["x"] + box["w"] <= 24 and box["h"] > 0, panel["title"]
         boxes.append((panel["title"], box))
         if panel["type"] == "row":
             continue
@@ -110,8 +111,8 @@ def test_usage_dashboard_covers_usage_customers_and_money() -> None:
 
 # ------------------------------------------------------------- macros, as the plugin does
 
-FROM = datetime(2026, 1, 1, tzinfo=timezone.utc)
-TO = datetime(2026, 3, 1, tzinfo=timezone.utc)
+FROM = datetime(2026, 1, 1, tzinfo=UTC)
+TO = datetime(2026, 3, 1, tzinfo=UTC)
 INTERVAL_SECONDS = 3600
 
 

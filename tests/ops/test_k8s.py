@@ -9,8 +9,9 @@ extracts one Kubernetes version's into .cache/k8s-schemas.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml

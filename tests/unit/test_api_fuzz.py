@@ -8,7 +8,8 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.ingest.api import create_app
 from services.settings import HttpSettings, Settings

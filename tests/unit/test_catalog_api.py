@@ -3,7 +3,7 @@ every rule with the exact error it answers, status codes, auth, hostile names in
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +22,7 @@ from tests.unit.test_ingest_api import FakeSink
 
 KEY = "unit-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 ACME_SUB = "acme@2026-01-01T00:00:00+00:00"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +11,7 @@ from shared.catalog_changes import MAX_LISTED, dropped_add_ons, in_use, key_of, 
 from shared.models import PricePlan
 from tests.support.catalogs import worked_example_catalog
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 SSO = {"feature": {"name": "sso"}, "price": 10, "price_scheme_type": "FLAT", "single_use": False,
        "quantity_enabled": True}
 

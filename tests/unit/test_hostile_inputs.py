@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -58,7 +58,7 @@ class Rows:
 
 
 def _app(sink: FakeSink | None = None, rows: list[dict[str, Any]] | None = None, **limits: Any) -> TestClient:
-    document = worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=3))
+    document = worked_example_catalog(datetime.now(UTC) - timedelta(days=3))
     document["meters"].append({"name": "visitors", "data_type": "STRING", "aggregation": "UNIQUE_COUNT"})
     catalog, problems = parse_catalog(document)
     assert problems == []
@@ -174,8 +174,8 @@ def test_a_zero_with_a_huge_exponent_is_zero() -> None:
     # Accepted as sent (the record keeps the producer's text); judged, it is a plain 0,
     # never spelled out with its billion zeros.
     assert _app().post("/measurements", json=_m(0, value="0E-999999999")).status_code == 202
-    catalog, _ = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=3)))
-    now = datetime.now(timezone.utc)
+    catalog, _ = parse_catalog(worked_example_catalog(datetime.now(UTC) - timedelta(days=3)))
+    now = datetime.now(UTC)
     limits = Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35))
     facts, problems = resolve(Measurement.model_validate(_m(0, value="0E-999999999")), catalog, now, limits)
     assert problems == [] and decimal_text(Decimal(facts[0].value)) == "0"

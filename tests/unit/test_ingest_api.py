@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -47,7 +47,7 @@ class FakeSink:
 
 
 def _client(sink: FakeSink, **limits: Any) -> tuple[TestClient, FakeView]:
-    start = datetime.now(timezone.utc) - timedelta(days=3)
+    start = datetime.now(UTC) - timedelta(days=3)
     catalog, problems = parse_catalog(worked_example_catalog(start))
     assert problems == []
     view = FakeView(catalog)

@@ -9,18 +9,20 @@ usual path's (index, field, reason) errors, which the API-level property checks 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.ingest import measurement_routes
 from services.ingest.api import create_app
-from services.ingest.measurement_routes import record_of
 from services.ingest.fast_path import FastPath, check
+from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, oversized, parse_measurement
 from services.settings import EventTimeSettings, HttpSettings, KafkaSettings, LimitSettings, Settings
 from shared.catalog import Catalog, parse_catalog
@@ -28,7 +30,7 @@ from shared.models import Customer
 from shared.resolution import CatalogIndexes, Limits, SubscriptionIndex
 from tests.unit.test_ingest_api import FakeSink, FakeView
 
-NOW = datetime(2026, 6, 15, 12, 0, 0, 250000, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 15, 12, 0, 0, 250000, tzinfo=UTC)
 START = NOW - timedelta(days=40)
 LIMITS = Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35))
 MAX_RECORD_BYTES = 1200  # low enough that long labels make a record too large
@@ -277,7 +279,7 @@ def test_the_index_follows_catalog_changes() -> None:
 
 class FixedClock(datetime):
     @classmethod
-    def now(cls, tz: Any = None) -> "FixedClock":
+    def now(cls, tz: Any = None) -> FixedClock:
         return cls.fromtimestamp(NOW.timestamp(), tz)
 
 
@@ -313,7 +315,7 @@ def test_the_service_answers_as_the_usual_rules_say(service: tuple[TestClient, F
 
 def test_a_record_over_the_limit_is_left_to_the_usual_path_which_words_the_413() -> None:
     item = {"id": "big", "meter_name": "api_calls", "customer_name": "acme", "value": 1,
-            "labels": {name: "x" * 250 for name in ("region", "a", "b", "c", "d")}}
+            "labels": dict.fromkeys(("region", "a", "b", "c", "d"), "x" * 250)}
     verdict, answer = usual_answer(CATALOG, [item], NOW)
     assert verdict == "too large" and answer[0][:2] == (0, "labels")
     assert fast([item]) is None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 from unittest.mock import MagicMock
 
 from prometheus_client import REGISTRY
@@ -12,7 +13,7 @@ from prometheus_client import REGISTRY
 from services.aggregator.invoice_store import InvoiceStore, dead_letter_topic
 from shared.models.invoice import Invoice, InvoiceLine, invoice_id
 
-JAN, FEB = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+JAN, FEB = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
 COUNTER = "metering_aggregator_invoice_dead_letters_total"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +15,8 @@ from shared.catalog import Catalog, parse_catalog
 from shared.models.invoice import Invoice, InvoiceLine, PeriodTotals, invoice_id
 
 D = Decimal
-JAN, FEB = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
-NOW = datetime(2026, 2, 1, 1, 0, 3, tzinfo=timezone.utc)
+JAN, FEB = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+NOW = datetime(2026, 2, 1, 1, 0, 3, tzinfo=UTC)
 KEY = ("acme", "growth-plan", JAN, FEB)
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.models import Measurement
 from shared.models.measurement import measurement_json
 
-AT = datetime(2026, 3, 10, 12, 0, 1, 250000, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 10, 12, 0, 1, 250000, tzinfo=UTC)
 
 
 def pydantic_bytes(m: Measurement, customer: str, at: datetime) -> bytes:
@@ -61,12 +62,12 @@ def test_same_bytes_for_any_measurement(
         m = Measurement.model_validate(document)
     except ValueError:
         return  # not a measurement: never encoded
-    at = datetime(2020, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds, microseconds=micros)
+    at = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=micros)
     assert measurement_json(m, customer, at) == pydantic_bytes(m, customer, at)
 
 
 @settings(max_examples=300, deadline=None)
-@given(at=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)),
+@given(at=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
                                                    timezone(timedelta(hours=-8))])))
 def test_utc_text_is_format_utc(at: datetime) -> None:
     from shared.models.json_types import format_utc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -85,7 +85,7 @@ def test_end_time_clamps_the_final_period() -> None:
 
 
 anchors = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2060, 12, 31), timezones=st.just(timezone.utc)
+    min_value=datetime(2000, 1, 1), max_value=datetime(2060, 12, 31), timezones=st.just(UTC)
 )
 plans = st.sampled_from(["monthly", "quarterly", "annual"])
 
@@ -108,15 +108,15 @@ def test_consecutive_periods_are_contiguous(anchor: datetime, plan: str, index: 
 
 
 def test_an_anchor_exists_for_a_period_ending_on_any_day() -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from shared.periods import anchor_for_period_ending, period_at_index
 
-    day = datetime(2027, 1, 1, 12, 30, 5, tzinfo=timezone.utc)
+    day = datetime(2027, 1, 1, 12, 30, 5, tzinfo=UTC)
     for offset in range(800):
         end = day + timedelta(days=offset)
         anchor, index = anchor_for_period_ending(end)
         assert period_at_index(anchor, "monthly", index).end == end
         assert index in (0, 1)
-    anchor, index = anchor_for_period_ending(datetime(2027, 5, 31, tzinfo=timezone.utc))
+    anchor, index = anchor_for_period_ending(datetime(2027, 5, 31, tzinfo=UTC))
     assert (anchor.month, anchor.day, index) == (3, 31, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.aggregator.processing import series_table_key
@@ -10,9 +10,9 @@ from services.aggregator.quantities import period_totals
 from shared.models import Meter
 from shared.timeline import empty_timeline, insert
 
-JAN = datetime(2026, 1, 1, tzinfo=timezone.utc)
-FEB = datetime(2026, 2, 1, tzinfo=timezone.utc)
-MAR = datetime(2026, 3, 1, tzinfo=timezone.utc)
+JAN = datetime(2026, 1, 1, tzinfo=UTC)
+FEB = datetime(2026, 2, 1, tzinfo=UTC)
+MAR = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _period_state(value: str, events: int, uniques: list[str] | None = None) -> dict[str, object]:
@@ -60,5 +60,5 @@ def test_gauge_timelines_integrate_over_the_period_or_from_the_subscription_star
     assert feb["gb"][""] == Decimal(2 * 28 * 86400)
     assert feb["gb_life"][""] == Decimal(2 * (31 + 28) * 86400)
     # An open period integrates only up to the latest known instant.
-    upto = datetime(2026, 2, 2, tzinfo=timezone.utc)
+    upto = datetime(2026, 2, 2, tzinfo=UTC)
     assert period_totals(meters, series, series.keys(), JAN, FEB, MAR, upto=upto)["gb"][""] == Decimal(2 * 86400)

@@ -6,7 +6,7 @@ what happens in which order, so the tests see exactly what a transaction holds.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from services.settings import KafkaSettings, Settings
 from shared.catalog import Catalog, parse_catalog
 from shared.models.invoice import PeriodTotals
 
-JAN, FEB = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+JAN, FEB = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
 TOTALS_TOPIC, DEAD_LETTERS_TOPIC, INVOICES_TOPIC = "t.period-totals", "t.dead-letters", "t.invoices"
 
 

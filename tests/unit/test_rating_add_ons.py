@@ -5,7 +5,7 @@ and per-period add-ons pro-rated like the base price in a short final period.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -21,8 +21,8 @@ from shared.rating import RatingInput, rate
 from tests.support.instants import utc
 
 D = Decimal
-JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-NOW = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
+JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)
 
 
 def add_on(name: str, price: Any, **extra: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -21,7 +21,7 @@ JAN31 = utc(2026, 1, 31)
 
 def test_elapsed_seconds_is_exact() -> None:
     assert elapsed_seconds(utc(2026, 1, 1), utc(2026, 1, 2)) == D(86400)
-    assert elapsed_seconds(utc(2026, 1, 1), datetime(2026, 1, 1, 0, 0, 1, 250000, tzinfo=timezone.utc)) == D("1.25")
+    assert elapsed_seconds(utc(2026, 1, 1), datetime(2026, 1, 1, 0, 0, 1, 250000, tzinfo=UTC)) == D("1.25")
 
 
 def test_windows_of_a_shorter_frequency_split_the_period_like_periods_do() -> None:

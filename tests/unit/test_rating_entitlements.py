@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +11,7 @@ from shared.models import PricePlan, Subscription
 from shared.periods import period_at_index
 
 D = Decimal
-JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
 JANUARY = period_at_index(JAN1, "monthly", 0)
 
 

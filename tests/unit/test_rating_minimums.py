@@ -4,7 +4,7 @@ pro-rated in a short final period, and the plan true-up computed on the rounded 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ from shared.rating import RatingInput, rate
 from tests.support.instants import utc
 
 D = Decimal
-JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def plan(period: str = "monthly", component: dict[str, Any] | None = None, **extra: Any) -> PricePlan:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +17,7 @@ from shared.rating import RatingInput, invoice_total, rate
 from shared.trial import trial_end
 
 D = Decimal
-JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
 
 prices = st.decimals(min_value=0, max_value=100, places=4)
 quantities = st.decimals(min_value=0, max_value=10**7, places=3)

@@ -5,7 +5,7 @@ Every figure is computed by hand in the comment beside it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +19,7 @@ from tests.support.decimals import ratio
 from tests.support.instants import utc
 
 D = Decimal
-JAN1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+JAN1 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def plan(period: str = "monthly", **extra: Any) -> PricePlan:

@@ -4,7 +4,7 @@ what each answers, and how each refuses (404 naming the field, 400, 503 with Ret
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from shared.models.json_types import format_utc
 from tests.support.catalogs import worked_example_catalog
 from tests.unit.test_ingest_api import AUTH, KEY, FakeSink, FakeView
 
-START = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
 USAGE = {"meter_name": "api_calls", "start_time": "2026-11-01T00:00:00Z", "end_time": "2026-11-03T00:00:00Z"}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,7 @@ from shared.catalog import Catalog, parse_catalog
 from shared.models import Measurement, Meter
 from shared.resolution import Limits, resolve, series_key
 
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 LIMITS = Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35))
 
 
@@ -63,7 +63,7 @@ def test_a_valid_measurement_gives_one_fact(catalog: Catalog) -> None:
     assert problems == []
     [fact] = facts
     assert (fact.customer_name, fact.meter.name, fact.series, fact.value, fact.time) == (
-        "acme", "api_calls", "region=eu", Decimal(3), datetime(2026, 3, 10, 11, tzinfo=timezone.utc)
+        "acme", "api_calls", "region=eu", Decimal(3), datetime(2026, 3, 10, 11, tzinfo=UTC)
     )
 
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
+
+from shared.models import Customer, PricePlan
+from shared.models.limits import MAX_NAME_LENGTH
 from tests.unit.seed_schemas import (
     CUSTOMER_SEED,
     PRICE_PLAN_SEED,
@@ -30,9 +33,6 @@ from tests.unit.seed_schemas import (
     price_plan_validator,
     skip_without_seeds,
 )
-
-from shared.models import Customer, PricePlan
-from shared.models.limits import MAX_NAME_LENGTH
 
 skip_without_seeds()  # the cases below read the seeds as the module loads
 
@@ -600,7 +600,7 @@ def test_extra_fields_are_kept() -> None:
 def test_out_of_utc_range_instants_keep_their_offset_and_round_trip() -> None:
     early = Customer.model_validate({"name": "a", "created_at": "0001-01-01T00:00:00+01:00"})
     assert early.created_at is not None and early.created_at.utcoffset() is not None
-    assert early.created_at < datetime(1, 1, 1, 1, tzinfo=timezone.utc)
+    assert early.created_at < datetime(1, 1, 1, 1, tzinfo=UTC)
     dumped = early.model_dump(mode="json", exclude_none=True)
     assert Customer.model_validate(dumped).created_at == early.created_at
     assert customer_validator().is_valid(dumped)

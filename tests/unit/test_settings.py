@@ -186,7 +186,7 @@ def test_an_unknown_variable_never_shows_its_value(env: pytest.MonkeyPatch) -> N
 
 
 def test_variables_read_elsewhere_and_other_programs_variables_are_accepted(env: pytest.MonkeyPatch) -> None:
-    _set(env, {name: "1" for name in OTHER_VARIABLES} | {"KAFKA_HEAP_OPTS": "-Xmx1g", "CLICKHOUSE_DB": "x"})
+    _set(env, dict.fromkeys(OTHER_VARIABLES, "1") | {"KAFKA_HEAP_OPTS": "-Xmx1g", "CLICKHOUSE_DB": "x"})
     Settings()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,8 +12,8 @@ import pytest
 from shared.models import Meter
 from shared.timeline import compact, empty_timeline, insert, quantity
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-JAN, FEB, MAR = T0, datetime(2026, 2, 1, tzinfo=timezone.utc), datetime(2026, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+JAN, FEB, MAR = T0, datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _meter(**fields: Any) -> Meter:

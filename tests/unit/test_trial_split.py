@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
+from services.aggregator.processing import Record
 from services.rater.invoicing import invoice_for
 from services.rater.ledger import Ledger
-import json
-
-from services.aggregator.processing import Record
 from tests.unit.test_processing import DOCUMENT, make_catalog, make_processor
 
 TRIAL_DOC: dict[str, Any] = copy.deepcopy(DOCUMENT)
@@ -30,7 +29,7 @@ TRIAL_DOC["subscriptions"] = [{"customer_name": "acme", "price_plan_name": "basi
 
 
 def record(offset: int, value: dict[str, Any]) -> Record:
-    return Record("measurements", 0, offset, b"acme", json.dumps(value).encode(), datetime(2026, 4, 1, tzinfo=timezone.utc))
+    return Record("measurements", 0, offset, b"acme", json.dumps(value).encode(), datetime(2026, 4, 1, tzinfo=UTC))
 
 
 def _m(id: str, meter: str, value: Any, time: str) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def test_only_usage_after_the_trial_is_billed() -> None:
     ])
     index = SeriesIndex()
     index.rebuild(series)
-    now = datetime(2026, 4, 2, tzinfo=timezone.utc)
+    now = datetime(2026, 4, 2, tzinfo=UTC)
     closer = Closer(
         catalog=lambda: catalog, series=series, marks={}, index=index,
         watermarks=Watermarks(lateness=timedelta(0), idle=timedelta(seconds=1)), grace=timedelta(0),
