@@ -70,11 +70,11 @@ def ingest_cpu(catalog: Catalog, rounds: int = 50) -> dict[str, float]:
         facts, errors = judge(parsed, catalog, now, LIMITS, subscription_at=index)
         assert not errors, errors[:3]
         t3 = time.perf_counter()
-        for measurement, fact in zip(parsed, facts):
+        for measurement, fact in zip(parsed, facts, strict=True):
             record_of(measurement, fact, now)
         t4 = time.perf_counter()
         if round_ >= 5:  # warm-up first
-            for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 totals[key] += seconds
     return {key: seconds / (rounds * 1000) * 1e6 for key, seconds in totals.items()}
 

@@ -66,7 +66,7 @@ def measure(catalog: Catalog, body: bytes, rounds: int) -> tuple[dict[str, float
     parsed = [m for m, _ in (parse_measurement(item, i) for i, item in enumerate(raw)) if m is not None]
     facts, errors = judge(parsed, catalog, now, LIMITS, subscription_at=subscriptions)
     assert not errors, errors[:3]
-    records = [record_of(m, f, now) for m, f in zip(parsed, facts)]
+    records = [record_of(m, f, now) for m, f in zip(parsed, facts, strict=True)]
     fast = FastPath(lambda: catalog, LIMITS, MAX_RECORD_BYTES).records(raw, now)
     assert fast == records, "the fast path must write the usual path's records"
     checked = check_all(raw)
@@ -78,7 +78,7 @@ def measure(catalog: Catalog, body: bytes, rounds: int) -> tuple[dict[str, float
         "json": lambda: parse_body(body),
         "validate": lambda: [parse_measurement(item, i) for i, item in enumerate(raw)],
         "judge": lambda: judge(parsed, catalog, now, LIMITS, subscription_at=subscriptions),
-        "serialise": lambda: [record_of(m, f, now) for m, f in zip(parsed, facts)],
+        "serialise": lambda: [record_of(m, f, now) for m, f in zip(parsed, facts, strict=True)],
         "pack": lambda: pack(records, 4),
     }, rounds)
     fast_stages = best({

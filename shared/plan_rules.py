@@ -45,18 +45,17 @@ def _component_problems(component: MeteredComponent, where: str) -> list[Problem
     frequency = component.minimum_charge_frequency
     if frequency is not None and frequency not in FREQUENCIES:
         problems.append((f"{where}.minimum_charge_frequency", f"must be one of {', '.join(FREQUENCIES)}"))
-    if component.limit is not None and component.watermark is not None:
-        if component.watermark > component.limit:
-            problems.append((f"{where}.watermark", "must not exceed limit"))
+    if component.limit is not None and component.watermark is not None and component.watermark > component.limit:
+        problems.append((f"{where}.watermark", "must not exceed limit"))
     scheme = component.price_scheme
     at = f"{where}.price_scheme"
     if scheme.scheme_type is None:
-        return problems + [(f"{at}.scheme_type", "is required to rate the component")]
+        return [*problems, (f"{at}.scheme_type", "is required to rate the component")]
     if scheme.time_unit_name is not None and scheme.time_unit_name not in TIME_UNITS:
         problems.append((f"{at}.time_unit_name", f"must be one of {', '.join(TIME_UNITS)}"))
     tiers = scheme.prices or []
     if not tiers:
-        return problems + [(f"{at}.prices", "needs at least one price")]
+        return [*problems, (f"{at}.prices", "needs at least one price")]
     for index, tier in enumerate(tiers):
         if tier.price is None:
             problems.append((f"{at}.prices[{index}].price", "is required"))

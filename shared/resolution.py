@@ -79,9 +79,10 @@ def _index(catalog: Catalog) -> dict[str, list[Subscription]]:
     by_customer: dict[str, list[Subscription]] = {}
     for sub in list(catalog.subscriptions.values()):
         by_customer.setdefault(sub.customer_name, []).append(sub)
-    # Exactly Catalog.subscription_at's order: stable sort by start, then reversed.
+    # Exactly Catalog.subscription_at's order: stable sort by start, then reversed
+    # (sorted(reverse=True) would keep equal starts in their first order, not reverse them).
     return {
-        customer: list(reversed(sorted(subs, key=lambda s: s.start_time)))
+        customer: list(reversed(sorted(subs, key=lambda s: s.start_time)))  # noqa: C413
         for customer, subs in by_customer.items()
     }
 
@@ -301,7 +302,7 @@ def magnitude_problems(number: Decimal) -> list[Problem]:
         return []  # typed_value writes any zero as 0, whatever its exponent
     if number.adjusted() >= MAX_INTEGER_DIGITS:
         return [("value", f"is too large (at most {MAX_INTEGER_DIGITS} integer digits)")]
-    sign, digits, exponent = number.as_tuple()
+    _sign, digits, exponent = number.as_tuple()
     # Trailing zeros are not places: "1.50000000000000" is 1.5.
     zeros = len(digits) - len(bytes(digits).rstrip(b"\x00")) if isinstance(exponent, int) else 0
     if isinstance(exponent, int) and exponent + zeros < -MAX_FRACTION_DIGITS:

@@ -58,7 +58,7 @@ class InvoiceStore:
         self._writer = writer
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="invoice-store", daemon=True)
-        self.failed: BaseException | None = None
+        self.failed: Exception | None = None
 
     def start(self) -> None:
         self._consumer.subscribe([self._topic])
@@ -77,7 +77,9 @@ class InvoiceStore:
                 messages = self._consumer.consume(num_messages=500, timeout=0.5)
                 if messages:
                     self._store(messages)
-        except BaseException as error:  # the worker's readiness reports it
+        # Exception, not BaseException: this is a worker thread, which KeyboardInterrupt never
+        # reaches; anything else ends the thread, and the worker's readiness reports it.
+        except Exception as error:
             log.exception("invoice store stopped")
             self.failed = error
 

@@ -50,7 +50,8 @@ EXIT_STORE_FAILURE = 70
 
 def fatal(message: str) -> None:
     """Stop at once, without acking: the records are processed again after restart."""
-    log.critical("%s; stopping the worker so nothing is acked", message, exc_info=True)
+    # Called only from except blocks, so exc_info is the error that stops the worker.
+    log.critical("%s; stopping the worker so nothing is acked", message, exc_info=True)  # noqa: LOG014
     logging.shutdown()
     os._exit(EXIT_STORE_FAILURE)
 
@@ -158,7 +159,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     async def fold_measurements(stream: Any) -> None:
         # Records are judged against the catalog: before the view has loaded it, known
         # customers would read as unknown and be dead-lettered.
-        while not view.ready:
+        while not view.ready:  # noqa: ASYNC110 - the view's consumer thread sets a plain flag
             await asyncio.sleep(0.05)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             try:
@@ -166,7 +167,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                 async with lock:
                     await ensure_loaded({r.partition for r in records})
                     await handler.handle(records)
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failure stops the worker unacked; fatal() logs it
                 fatal("measurement batch failed")
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -194,7 +195,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                             await load_filter(partition)  # rebuilt from the window alone: older ids drop out
                     housekept[0] = time.monotonic()
                 await ticker.observe_lag(app.consumer, measurements_topic, handler.processed, mine, now)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure stops the worker unacked; fatal() logs it
             fatal("period close failed")
 
     add_pages(

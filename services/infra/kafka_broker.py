@@ -116,20 +116,20 @@ class LocalKafkaBroker:
             log_dir.mkdir(parents=True)
             config.write_text(_server_properties(self.port, controller_port, log_dir))
             subprocess.run(
-                base + ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+                [*base, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
-        log_file = open(self.data_dir / "broker.log", "wb")
         # Own process group (stop() signals the whole group, and the terminal's
         # Ctrl-C does not reach the JVM before we decide to stop it), and it dies
         # with its parent, so no orphan JVM survives a killed supervisor.
-        self.process = spawn(
-            [java, f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseSerialGC",
-             "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
-            + base[1:] + ["kafka.Kafka", str(config)],
-            stdout=log_file.fileno(), stderr=subprocess.STDOUT,
-        )
-        log_file.close()
+        # The JVM keeps its own copy of the log's descriptor; ours closes at once.
+        with (self.data_dir / "broker.log").open("wb") as log_file:
+            self.process = spawn(
+                [java, f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseSerialGC",
+                 "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+                 *base[1:], "kafka.Kafka", str(config)],
+                stdout=log_file.fileno(), stderr=subprocess.STDOUT,
+            )
         if not wait_for_port("127.0.0.1", self.port, timeout) or self.process.poll() is not None:
             tail = (self.data_dir / "broker.log").read_text(errors="replace")[-3000:]
             self.stop()

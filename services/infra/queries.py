@@ -48,7 +48,7 @@ def _jsonable(name: str, value: Any) -> Any:
 def _rows(client: Client, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
     result = client.query(sql, parameters=parameters)
     return [
-        {name: _jsonable(name, value) for name, value in zip(result.column_names, row)}
+        {name: _jsonable(name, value) for name, value in zip(result.column_names, row, strict=True)}
         for row in result.result_rows
     ]
 

@@ -59,11 +59,16 @@ class Stack:
         return f"http://127.0.0.1:{self.settings.http.aggregator_port}"
 
     def start(self, timeout: float = 180.0) -> Stack:
+        # finally, not except: a Ctrl-C (KeyboardInterrupt) during the start must stop the
+        # children already launched as surely as an error does.
+        started = False
         try:
-            return self._start(timeout)
-        except BaseException:
-            self.stop()
-            raise
+            stack = self._start(timeout)
+            started = True
+            return stack
+        finally:
+            if not started:
+                self.stop()
 
     def _start(self, timeout: float) -> Stack:
         if self.settings.kafka.bootstrap_servers is None:
@@ -89,7 +94,7 @@ class Stack:
         out: int | None = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            handle = open(self.log_dir / f"{name}.log", "ab")
+            handle = (self.log_dir / f"{name}.log").open("ab")  # open for the child's life; stop() closes it
             self._logs.append(handle)
             out = handle.fileno()
         return spawn([sys.executable, "-m", "services.cli", name], env=env, stdout=out, stderr=out)

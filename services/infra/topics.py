@@ -64,7 +64,7 @@ def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> 
         partitions = 1 if spec is CATALOG else settings.kafka.partitions
         wanted.append(NewTopic(topic, num_partitions=partitions, replication_factor=settings.kafka.replication_factor, config=config))
     if wanted:
-        for topic, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+        for future in admin.create_topics(wanted, operation_timeout=timeout).values():
             try:
                 future.result()
             except KafkaException as error:

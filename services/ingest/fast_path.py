@@ -154,7 +154,7 @@ def encode_all(checked: list[Checked], customers: list[str], received_at: dateti
     received_text = record_time_text(received_at)
     records = []
     try:
-        for m, customer in zip(checked, customers):
+        for m, customer in zip(checked, customers, strict=True):
             value = m.value
             text = str(value) if isinstance(value, int) else value_text(value)
             if m.time is None:

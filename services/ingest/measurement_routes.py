@@ -144,7 +144,7 @@ class MeasurementRoutes:
                 facts, errors = self._judge(parsed, received_at)
         if errors:
             return _reject(route, 400, "invalid measurements", errors, len(raw_items), single)
-        records = [record_of(m, f, received_at) for m, f in zip(parsed, facts)]
+        records = [record_of(m, f, received_at) for m, f in zip(parsed, facts, strict=True)]
         # Judged whole before the first record is produced: the broker would refuse an
         # oversized record only after the ones before it were on their way.
         too_large = oversized(records, parsed, self._max_record_bytes)

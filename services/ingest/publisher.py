@@ -95,7 +95,7 @@ class Publisher:
     def broker_reachable(self, timeout: float = 2.0) -> bool:
         try:
             metadata = self._producer.list_topics(timeout=timeout)
-        except Exception:
+        except KafkaException:  # its timeout, or no broker answering
             return False
         reachable = bool(metadata.brokers)
         if reachable:

@@ -102,7 +102,7 @@ def oversized(records: list[tuple[bytes, bytes]], measurements: list[Measurement
     the last check before producing, so no batch is ever cut short by the broker.
     """
     errors = []
-    for index, ((key, value), measurement) in enumerate(zip(records, measurements)):
+    for index, ((key, value), measurement) in enumerate(zip(records, measurements, strict=True)):
         size = len(key) + len(value)
         if size > limit:
             reason = f"makes a record of {size} bytes; a record holds at most {limit} bytes"

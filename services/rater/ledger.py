@@ -41,7 +41,7 @@ class Ledger:
     def difference(self, key: PeriodKey, rated: list[InvoiceLine]) -> list[InvoiceLine]:
         """Lines that take what was invoiced to what the period now rates at."""
         before = self.invoiced.get(key, {})
-        after: dict[LineKey, InvoiceLine] = {(l.type, l.meter_name, l.description): l for l in rated}
+        after: dict[LineKey, InvoiceLine] = {(line.type, line.meter_name, line.description): line for line in rated}
         diff = []
         for line_key in list(after) + [k for k in before if k not in after]:
             q0, a0 = before.get(line_key, (Decimal(0), Decimal(0)))

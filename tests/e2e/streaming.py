@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -104,10 +105,8 @@ def await_totals(stack: Stack, customer: str, expected: dict[Any, Decimal], time
     deadline = time.monotonic() + timeout
     stored: dict[Any, Decimal] = {}
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # the aggregator is restarting
             stored = stored_totals(stack, customer)
-        except httpx.HTTPError:
-            pass  # the aggregator is restarting
         if stored == expected:
             return stored
         time.sleep(0.5)

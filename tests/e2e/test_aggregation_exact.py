@@ -151,9 +151,9 @@ def test_a_second_worker_joining_and_leaving_keeps_totals_exact(stack: Stack, tm
 
     def join_then_leave(chunk: int) -> None:
         if chunk == 1:
-            log = open(tmp_path / "second.log", "wb")
-            second.append(subprocess.Popen([sys.executable, "-m", "services.cli", "aggregator"], env=env,
-                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            with (tmp_path / "second.log").open("wb") as log:  # the worker keeps its own descriptor
+                second.append(subprocess.Popen([sys.executable, "-m", "services.cli", "aggregator"], env=env,
+                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             ready_url = f"http://127.0.0.1:{second_settings.http.aggregator_port}/readyz"
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:  # joined the group, recovered, took partitions

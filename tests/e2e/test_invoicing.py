@@ -193,9 +193,9 @@ def _iso(at: datetime) -> str:
 
 def _lines(invoice: Invoice | dict[str, Any]) -> list[tuple[str, str, str | None, Decimal, str]]:
     if isinstance(invoice, dict):
-        return [(l["type"], l["description"], l.get("meter_name"), D(l["quantity"]), l["amount"])
-                for l in invoice["lines"]]
-    return [(l.type, l.description, l.meter_name, l.quantity, str(l.amount)) for l in invoice.lines]
+        return [(line["type"], line["description"], line.get("meter_name"), D(line["quantity"]), line["amount"])
+                for line in invoice["lines"]]
+    return [(line.type, line.description, line.meter_name, line.quantity, str(line.amount)) for line in invoice.lines]
 
 
 # --- the pipeline -----------------------------------------------------------------------

@@ -95,7 +95,7 @@ def _dead_letters(stack: Stack, topic: str) -> Counter[Where]:
             if message is None or message.error() is not None:
                 continue
             read[message.partition() or 0] = (message.offset() or 0) + 1
-            headers = {k: v for k, v in message.headers() or []}
+            headers = dict(message.headers() or [])
             if headers.get("original_topic") != topic.encode():
                 continue
             index = headers.get("original_index")
@@ -107,7 +107,7 @@ def _dead_letters(stack: Stack, topic: str) -> Counter[Where]:
 
 
 def _expected_dead(records: list[Hostile], placed: list[tuple[int, int]]) -> Counter[Where]:
-    return Counter((partition, offset, index) for h, (partition, offset) in zip(records, placed) for index in h.dead)
+    return Counter((partition, offset, index) for h, (partition, offset) in zip(records, placed, strict=True) for index in h.dead)
 
 
 def _skipped_by_part(url: str) -> dict[str, float]:
@@ -163,7 +163,7 @@ def test_hostile_records_are_dead_lettered_once_and_valid_ones_fold_exactly(stac
     dead = _dead_letters(stack, topic)
     wanted = _expected_dead(records, placed)
     twice = {where: n for where, n in dead.items() if n > 1}
-    missing = {where: next(h.kind for h, p in zip(records, placed) if p == where[:2]) for where in wanted - dead}
+    missing = {where: next(h.kind for h, p in zip(records, placed, strict=True) if p == where[:2]) for where in wanted - dead}
     strays = set(dead) - set(wanted)
     assert (twice, missing, strays) == ({}, {}, set()), note
 

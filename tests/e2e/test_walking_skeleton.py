@@ -69,7 +69,7 @@ def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeli
         assert invoice.kind == "invoice" and invoice.revision == 0
         assert invoice.customer_name == "acme" and invoice.price_plan_name == "growth-plan"
         assert invoice.period_start == start and invoice.period_end == end
-        assert [(l.type, l.quantity, l.amount) for l in invoice.lines] == [
+        assert [(line.type, line.quantity, line.amount) for line in invoice.lines] == [
             ("base_price", Decimal(1), Decimal("49.00")),
             ("usage", Decimal(150000), Decimal("115.00")),
         ]

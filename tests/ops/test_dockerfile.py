@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -52,7 +53,7 @@ def ignore_patterns() -> list[tuple[bool, str]]:
         if not line or line.startswith("#"):
             continue
         negated = line.startswith("!")
-        patterns.append((negated, os.path.normpath(line.lstrip("!")).lstrip("/")))
+        patterns.append((negated, posixpath.normpath(line.lstrip("!")).lstrip("/")))
     return patterns
 
 
@@ -80,11 +81,11 @@ def context_files() -> list[str]:
         # an excluded folder is not entered unless a "!" pattern re-includes something in it
         subdirs[:] = [
             d for d in subdirs
-            if not excluded(os.path.normpath(os.path.join(rel_dir, d)), patterns)
-            or any(neg and p.startswith(os.path.normpath(os.path.join(rel_dir, d)) + "/") for neg, p in patterns)
+            if not excluded(posixpath.normpath(posixpath.join(rel_dir, d)), patterns)
+            or any(neg and p.startswith(posixpath.normpath(posixpath.join(rel_dir, d)) + "/") for neg, p in patterns)
         ]
         for name in names:
-            rel = os.path.normpath(os.path.join(rel_dir, name))
+            rel = posixpath.normpath(posixpath.join(rel_dir, name))
             if not excluded(rel, patterns):
                 files.append(rel)
     return files
@@ -139,14 +140,14 @@ def copies() -> list[tuple[str, str]]:
     found = []
     for keyword, value in instructions():
         if keyword == "WORKDIR":
-            workdir = value if value.startswith("/") else os.path.join(workdir, value)
+            workdir = value if value.startswith("/") else posixpath.join(workdir, value)
         elif keyword == "COPY":
             args = [a for a in value.split() if not a.startswith("--")]
             *sources, destination = args
-            destination = destination if destination.startswith("/") else os.path.join(workdir, destination)
+            destination = destination if destination.startswith("/") else posixpath.join(workdir, destination)
             for source in sources:
-                target = os.path.join(destination, os.path.basename(source)) if destination.endswith("/") else destination
-                found.append((source, os.path.normpath(target)))
+                target = posixpath.join(destination, posixpath.basename(source)) if destination.endswith("/") else destination
+                found.append((source, posixpath.normpath(target)))
     return found
 
 

@@ -132,7 +132,8 @@ def expand_macros(sql: str, start: datetime = FROM, end: datetime = TO, interval
         "fromTime": f"toDateTime({f})", "toTime": f"toDateTime({t})", "interval_s": str(interval),
     }
     for name, expand in with_args.items():
-        sql = re.sub(rf"\$__{name}\(\s*([^)]*?)\s*\)", lambda m: expand(m.group(1)), sql)
+        # re.sub calls the lambda before the loop moves on, so the late binding is harmless.
+        sql = re.sub(rf"\$__{name}\(\s*([^)]*?)\s*\)", lambda m: expand(m.group(1)), sql)  # noqa: B023
     for name, value in plain.items():
         sql = re.sub(rf"\$__{name}(\(\))?(?!\w)", value, sql)
     assert "$" not in sql, f"a macro or variable is left that the test does not expand: {sql}"
@@ -205,7 +206,7 @@ def store(chdb_root: Path, clickhouse_url: str | None) -> Any:
 
 
 def rows(result: Any) -> list[dict[str, Any]]:
-    return [dict(zip(result.column_names, row)) for row in result.result_rows]
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
 
 def _measurements_per_meter(found: list[dict[str, Any]]) -> None:

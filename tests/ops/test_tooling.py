@@ -16,7 +16,7 @@ INSTALLER = support.DEPLOY / "ci" / "install-ops-tools.sh"
 
 def test_a_missing_tool_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="install-ops-tools.sh"):
+    with pytest.raises(pytest.fail.Exception, match=r"install-ops-tools\.sh"):
         support.tool("no-such-ops-tool")
 
 

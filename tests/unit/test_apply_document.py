@@ -31,7 +31,7 @@ def test_references_resolve_against_the_live_catalog() -> None:
 
 def test_repeats_unknown_sections_and_non_lists_are_refused() -> None:
     live, _ = parse_catalog(BASE)
-    changes, problems = apply_document(
+    _, problems = apply_document(
         live.copy(), {"customers": [{"name": "x"}, {"name": "x"}], "customer": [], "meters": {"name": "m"}}
     )
     assert ("customers[1]", "'x' appears more than once in this document") in problems

@@ -85,7 +85,7 @@ def usual_answer(catalog: Catalog, items: list[Any], received_at: datetime) -> t
         facts, errors = judge(parsed, catalog, received_at, LIMITS, subscription_at=index_)
     if errors:
         return "invalid", [(e.index, e.field, e.reason) for e in errors]
-    records = [record_of(m, f, received_at) for m, f in zip(parsed, facts)]
+    records = [record_of(m, f, received_at) for m, f in zip(parsed, facts, strict=True)]
     too_large = oversized(records, parsed, MAX_RECORD_BYTES)
     if too_large:
         return "too large", [(e.index, e.field, e.reason) for e in too_large]

@@ -110,7 +110,7 @@ def test_the_dead_letter_topic_sits_beside_the_invoices_topic() -> None:
 
 def test_unreadable_invoices_are_dead_lettered_and_the_store_keeps_running() -> None:
     before = REGISTRY.get_sample_value(COUNTER) or 0.0
-    store, writer, log = store_with([
+    store, _, log = store_with([
         [Message(invoice_bytes(), 10), Message(b"{not json", 11), Message(b'{"invoice_id": "x"}', 12), Message(None, 13)],
         [Message(invoice_bytes(), 14)],
     ])

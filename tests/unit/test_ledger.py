@@ -48,7 +48,7 @@ def totals(calls: Any, reason: str = "closed", plan: str = "growth-plan", **seri
 
 
 def lines_of(invoice: Invoice) -> list[tuple[str, str | None, Decimal, Decimal]]:
-    return [(l.type, l.meter_name, l.quantity, l.amount) for l in invoice.lines]
+    return [(line.type, line.meter_name, line.quantity, line.amount) for line in invoice.lines]
 
 
 def test_first_rating_is_revision_0_invoice(catalog: Catalog) -> None:
@@ -124,7 +124,7 @@ def test_difference_includes_lines_that_disappeared() -> None:
     ))
     rated = [InvoiceLine(type="base_price", description="Fee", quantity=D(1), amount=D("49.00")),
              InvoiceLine(type="usage", description="API calls", meter_name="api_calls", quantity=D(20000), amount=D("12.00"))]
-    assert [(l.type, l.quantity, l.amount) for l in ledger.difference(KEY, rated)] == [
+    assert [(line.type, line.quantity, line.amount) for line in ledger.difference(KEY, rated)] == [
         ("usage", D(20000), D("12.00")),
         ("minimum_charge", D(-1), D("-10.00")),
     ]
@@ -157,4 +157,4 @@ def test_many_digit_corrections_are_exact(catalog: Catalog) -> None:
     ledger.record(first)
     correction = invoice_for(totals(None, a=big, b=D("12345678901234567890123456.000000000001")), catalog, ledger, NOW)
     assert correction is not None
-    assert [(l.type, l.quantity) for l in correction.lines] == [("usage", D("0.000000000001"))]
+    assert [(line.type, line.quantity) for line in correction.lines] == [("usage", D("0.000000000001"))]

@@ -38,7 +38,7 @@ def test_on_the_kafka_path_a_measurement_without_time_takes_the_record_timestamp
     result = p.process([record(0, untimed)])
     assert result.folded == 1
     assert result.max_event_time == {0: NOW}
-    customer, meter, measurement_id, series, value, text, at, *_ = result.raw_rows[0]
+    _, _, measurement_id, _, _, _, at, *_ = result.raw_rows[0]
     assert (measurement_id, at) == ("u1", NOW)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from prometheus_client import REGISTRY
@@ -109,7 +109,7 @@ class FakeProducer:
 
 
 class FakeConsumer:
-    POSITIONS = ["position after the batch"]
+    POSITIONS: ClassVar[list[str]] = ["position after the batch"]
 
     def assignment(self) -> list[str]:
         return ["assigned partitions"]

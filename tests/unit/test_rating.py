@@ -56,7 +56,7 @@ GROWTH = plan(
 def test_worked_example() -> None:
     lines = rate(RatingInput(plan=GROWTH, period=MONTH, full_period_seconds=MONTH.seconds,
                              usage={"api_calls": D(150000)}, meters={}))
-    assert [(l.type, l.description, l.meter_name, l.quantity, l.amount) for l in lines] == [
+    assert [(line.type, line.description, line.meter_name, line.quantity, line.amount) for line in lines] == [
         ("base_price", "Platform fee", None, D(1), D("49.00")),
         ("usage", "api calls", "api_calls", D(150000), D("115.00")),
     ]
@@ -105,7 +105,7 @@ def test_component_minimum_charge() -> None:
 def test_plan_minimum_charge_true_up() -> None:
     p = plan([component("gb", "FLAT", [(1, None)])], minimum_charge=10)
     lines = rate(RatingInput(plan=p, period=MONTH, full_period_seconds=MONTH.seconds, usage={"gb": D(3)}, meters={}))
-    assert [(l.type, l.description, l.quantity, l.amount) for l in lines] == [
+    assert [(line.type, line.description, line.quantity, line.amount) for line in lines] == [
         ("usage", "gb", D(3), D("3.00")),
         ("minimum_charge", "Minimum charge true-up", D(1), D("7.00")),
     ]
@@ -192,6 +192,7 @@ def test_total_is_the_sum_of_rounded_lines(components: list[tuple[Decimal, Decim
     usage = {f"m{i}": quantity for i, (_, quantity) in enumerate(components)}
     lines = rate(RatingInput(plan=p, period=MONTH, full_period_seconds=MONTH.seconds, usage=usage, meters={}))
     assert all(line.amount.as_tuple().exponent == -2 for line in lines)
-    for line, (price, quantity) in zip([l for l in lines if l.type == "usage"], components):
+    usage_lines = [line for line in lines if line.type == "usage"]
+    for line, (price, quantity) in zip(usage_lines, components, strict=True):
         assert abs(line.amount - price * quantity) <= D("0.005")
     assert invoice_total(lines) == sum((line.amount for line in lines), D(0))

@@ -56,7 +56,7 @@ def rated(price_plan: PricePlan, subscription: Subscription, index: int) -> list
     period = period_at_index(subscription.start_time, price_plan.period, index, subscription.end_time)
     lines = rate(RatingInput(plan=price_plan, period=period, full_period_seconds=full.seconds, usage={}, meters={},
                              subscription=subscription))
-    return [(l.type, l.description, l.quantity, str(l.amount)) for l in lines]
+    return [(line.type, line.description, line.quantity, str(line.amount)) for line in lines]
 
 
 def test_per_period_add_on_is_price_times_quantity() -> None:
@@ -136,7 +136,7 @@ def test_recurring_add_ons_are_free_during_the_trial() -> None:
 def test_immediately_charged_add_ons_go_on_their_own_invoice_not_the_first_period() -> None:
     subscription = sub(("extra_seats", 1), ("onboarding", 1), ("priority", 2))
     immediate = immediate_charge_lines(plan(), subscription)
-    assert [(l.type, l.description, l.quantity, str(l.amount)) for l in immediate] == [
+    assert [(line.type, line.description, line.quantity, str(line.amount)) for line in immediate] == [
         ("add_on", "Onboarding", D(1), "50.00"), ("add_on", "Priority", D(2), "10.00"),
     ]
     # The first period invoice does not charge them again...
@@ -153,7 +153,7 @@ def test_immediately_charged_add_ons_go_on_their_own_invoice_not_the_first_perio
 def test_immediate_lines_follow_the_first_period_rules() -> None:
     # A recurring immediate add-on owes what period 0 would have charged: here a 7-day final period.
     subscription = sub(("priority", 4), start=utc(2026, 2, 1), end=utc(2026, 2, 8))
-    assert [(l.quantity, str(l.amount)) for l in immediate_charge_lines(plan(), subscription)] == [(D(1), "5.00")]
+    assert [(line.quantity, str(line.amount)) for line in immediate_charge_lines(plan(), subscription)] == [(D(1), "5.00")]
 
 
 def test_no_immediate_add_ons_no_immediate_lines() -> None:

@@ -98,7 +98,7 @@ def rated(catalog: Catalog, index: int, usage: dict[str, Any], in_trial: dict[st
         plan=plan, period=period, full_period_seconds=full.seconds, meters=catalog.meters, subscription=subscription,
         usage={k: D(v) for k, v in usage.items()}, usage_in_trial={k: D(v) for k, v in (in_trial or {}).items()},
     ))
-    return [(l.type, l.description, l.quantity, str(l.amount)) for l in lines]
+    return [(line.type, line.description, line.quantity, str(line.amount)) for line in lines]
 
 
 def total(lines: list[Line]) -> Decimal:
@@ -170,7 +170,7 @@ def test_the_immediate_invoice(catalog: Catalog) -> None:
     [subscription] = catalog.subscriptions.values()
     invoice = immediate_invoice_for(plan, subscription, Ledger(), utc(2026, 1, 1))
     assert invoice is not None
-    assert [(l.type, l.description, l.quantity, str(l.amount)) for l in invoice.lines] == [
+    assert [(line.type, line.description, line.quantity, str(line.amount)) for line in invoice.lines] == [
         ("add_on", "Onboarding", D(1), "50.00")]
     assert str(invoice.total) == "50.00"
 
@@ -187,14 +187,14 @@ def test_january_through_the_rater_with_trial_totals(catalog: Catalog) -> None:
     ledger = Ledger()
     invoice = invoice_for(event, catalog, ledger, utc(2026, 2, 1, 1))
     assert invoice is not None
-    assert [(l.type, l.description, l.quantity, str(l.amount)) for l in invoice.lines] == JANUARY
+    assert [(line.type, line.description, line.quantity, str(line.amount)) for line in invoice.lines] == JANUARY
     assert str(invoice.total) == "553.99"
     ledger.record(invoice)
     # Late usage after the trial: 1,000 more exports -> 13 packages; the credit and the rest stand.
     late = event.model_copy(update={"reason": "late_usage", "totals": {**event.totals, "exports": {"": D(1250)}}})
     correction = invoice_for(late, catalog, ledger, utc(2026, 2, 2))
     assert correction is not None
-    assert [(l.type, l.quantity, str(l.amount)) for l in correction.lines] == [("usage", D(1000), "25.00")]
+    assert [(line.type, line.quantity, str(line.amount)) for line in correction.lines] == [("usage", D(1000), "25.00")]
 
 
 def test_entitlements_of_the_subscription(catalog: Catalog) -> None:
@@ -220,4 +220,4 @@ def test_the_invoices_add_up(catalog: Catalog) -> None:
         full_period_seconds=28 * DAY, usage={k: D(v) for k, v in FEBRUARY_USAGE.items()}, meters=catalog.meters,
         subscription=next(iter(catalog.subscriptions.values())),
     ))
-    assert invoice_total(month) == sum((l.amount for l in month), D(0)) == D("150.00")
+    assert invoice_total(month) == sum((line.amount for line in month), D(0)) == D("150.00")

@@ -87,7 +87,7 @@ def test_growth_plan_with_150000_api_calls_is_164() -> None:
     lines = rate(RatingInput(plan=GROWTH, period=month, full_period_seconds=month.seconds,
                              usage={"api_calls": D(150000)}, meters={}, subscription=subscription))
     # 49.00 + (0 x 10,000 + 0.001 x 90,000 + 0.0005 x 50,000 = 115.00)
-    assert [(l.type, l.quantity, str(l.amount)) for l in lines] == [
+    assert [(line.type, line.quantity, str(line.amount)) for line in lines] == [
         ("base_price", D(1), "49.00"), ("usage", D(150000), "115.00"),
     ]
     assert str(invoice_total(lines)) == "164.00"

@@ -51,7 +51,7 @@ def test_trial_totals_are_subtracted_and_add_ons_charged() -> None:
     # usage (3000 - 1000) x 0.01 = 20.00; credit 10.00 -> 61.00
     invoice = invoice_for(totals(3000, 1000), catalog(), Ledger(), FEB1)
     assert invoice is not None
-    assert [(l.type, str(l.amount)) for l in invoice.lines] == [
+    assert [(line.type, str(line.amount)) for line in invoice.lines] == [
         ("base_price", "17.00"), ("add_on", "34.00"), ("usage", "20.00"), ("trial_credit", "-10.00")]
     assert str(invoice.total) == "61.00"
 
@@ -67,7 +67,7 @@ def test_a_subscription_gone_from_the_catalog_is_rated_from_the_event() -> None:
     assert (sub.customer_name, sub.price_plan_name, sub.start_time, sub.add_ons) == ("acme", "trial-plan", JAN1, [])
     invoice = invoice_for(totals(3000, 1000), catalog(with_subscription=False), Ledger(), FEB1)
     assert invoice is not None
-    assert [(l.type, str(l.amount)) for l in invoice.lines] == [
+    assert [(line.type, str(line.amount)) for line in invoice.lines] == [
         ("base_price", "17.00"), ("usage", "20.00"), ("trial_credit", "-10.00")]
 
 
@@ -78,4 +78,4 @@ def test_late_trial_split_corrects_usage_and_keeps_the_credit() -> None:
     ledger.record(first)
     correction = invoice_for(totals(3000, 1000, reason="late_usage"), catalog(), ledger, FEB1)
     assert correction is not None
-    assert [(l.type, l.quantity, str(l.amount)) for l in correction.lines] == [("usage", D(-1000), "-10.00")]
+    assert [(line.type, line.quantity, str(line.amount)) for line in correction.lines] == [("usage", D(-1000), "-10.00")]

@@ -35,7 +35,7 @@ def rated(price_plan: PricePlan, index: int, gb: Any, start: datetime = JAN1,
     period = period_at_index(start, price_plan.period, index, end)
     lines = rate(RatingInput(plan=price_plan, period=period, full_period_seconds=full.seconds,
                              usage={"gb": D(gb)}, meters={}, subscription=subscription))
-    return [(l.type, str(l.amount)) for l in lines]
+    return [(line.type, str(line.amount)) for line in lines]
 
 
 def test_component_minimum_per_period_by_default() -> None:
@@ -101,7 +101,7 @@ def test_plan_minimum_is_compared_with_the_rounded_lines() -> None:
     month = period_at_index(JAN1, "monthly", 0)
     lines = rate(RatingInput(plan=p, period=month, full_period_seconds=month.seconds,
                              usage={"a": D(5), "b": D(5)}, meters={}))
-    assert [str(l.amount) for l in lines] == ["0.01", "0.01", "0.98"]
+    assert [str(line.amount) for line in lines] == ["0.01", "0.01", "0.98"]
 
 
 def test_component_minimum_and_plan_minimum_together() -> None:

@@ -28,7 +28,7 @@ money = st.decimals(min_value=0, max_value=500, places=2)
 def tier_lists(draw: Any) -> list[tuple[Decimal, Decimal | None]]:
     caps = sorted(set(draw(st.lists(st.integers(min_value=1, max_value=10**6), min_size=0, max_size=5))))
     tier_prices = draw(st.lists(prices, min_size=len(caps) + 1, max_size=len(caps) + 1))
-    return [(p, D(c)) for p, c in zip(tier_prices, caps)] + [(tier_prices[-1], None)]
+    return [*((p, D(c)) for p, c in zip(tier_prices[:-1], caps, strict=True)), (tier_prices[-1], None)]
 
 
 @given(tier_lists(), quantities, quantities)
@@ -130,7 +130,7 @@ def test_charging_immediately_moves_first_period_add_on_charges_without_changing
     )
     deferred = plan.model_copy(update={"add_ons": [
         a.model_copy(update={"immediately_charge": False}) for a in plan.add_ons or []]})
-    moved = immediate_charge_lines(plan, inputs.subscription) + [l for l in rate(first) if l.type == "add_on"]
-    kept = [l for l in rate(RatingInput(plan=deferred, period=first.period, full_period_seconds=first.full_period_seconds,
-                                        usage={}, meters={}, subscription=inputs.subscription)) if l.type == "add_on"]
-    assert sorted((l.description, l.amount) for l in moved) == sorted((l.description, l.amount) for l in kept)
+    moved = immediate_charge_lines(plan, inputs.subscription) + [line for line in rate(first) if line.type == "add_on"]
+    kept = [line for line in rate(RatingInput(plan=deferred, period=first.period, full_period_seconds=first.full_period_seconds,
+                                        usage={}, meters={}, subscription=inputs.subscription)) if line.type == "add_on"]
+    assert sorted((line.description, line.amount) for line in moved) == sorted((line.description, line.amount) for line in kept)

@@ -47,8 +47,8 @@ def rated(price_plan: PricePlan, index: int, usage: dict[str, Any], in_trial: di
         usage={k: D(v) for k, v in usage.items()}, subscription=sub,
         usage_in_trial={k: D(v) for k, v in (in_trial or {}).items()},
     ))
-    assert invoice_total(lines) == sum((l.amount for l in lines), D(0))
-    return [(l.type, l.quantity, str(l.amount)) for l in lines]
+    assert invoice_total(lines) == sum((line.amount for line in lines), D(0))
+    return [(line.type, line.quantity, str(line.amount)) for line in lines]
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ def test_gauge_totals_do_not_depend_on_arrival_order(seed: int) -> None:
 
 
 def test_gauge_max_and_min_include_the_level_carried_in() -> None:
-    timeline = _timeline(GAUGE_POINTS + [(FEB + _hours(5), "5", False)])
+    timeline = _timeline([*GAUGE_POINTS, (FEB + _hours(5), "5", False)])
     peak = _meter(meter_type="GAUGE", data_type="FLOAT", aggregation="MAX", is_incremental=False)
     low = _meter(meter_type="GAUGE", data_type="FLOAT", aggregation="MIN", is_incremental=False)
     assert quantity(peak, timeline, JAN, FEB) == Decimal(30)
@@ -138,7 +138,7 @@ def test_compaction_keeps_every_later_quantity() -> None:
         _meter(meter_type="GAUGE", data_type="INT", aggregation="SUM", is_incremental=True),
         _meter(meter_type="COUNTER", aggregation="SUM", is_incremental=False),
     ]:
-        points = GAUGE_POINTS + [(FEB + _hours(7), "25", False), (FEB + _hours(30), "27", False)]
+        points = [*GAUGE_POINTS, (FEB + _hours(7), "25", False), (FEB + _hours(30), "27", False)]
         timeline = _timeline(points)
         expected = quantity(meter, timeline, FEB, MAR)
         compact(meter, timeline, FEB)
