@@ -150,7 +150,8 @@ def main() -> None:
     stages = ingest_cpu(catalog)
     print("ingest CPU per measurement (us): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
           + f"; total {sum(stages.values()):.1f}")
-    print(f"aggregator Processor.process CPU per measurement (us, tables as dicts): {aggregator_cpu(catalog, 20_000):.1f}")
+    cpu = aggregator_cpu(catalog, 20_000)
+    print(f"aggregator Processor.process CPU per measurement (us, tables as dicts): {cpu:.1f}")
     per_series, top = aggregator_memory(catalog, 20_000)
     print(f"aggregator memory per series, own structures (bytes): {per_series:.0f}")
     for line in top:

@@ -54,7 +54,8 @@ def _expected(valid: list[dict[str, Any]], meters: dict[str, str]) -> dict[str, 
     for name, aggregation in meters.items():
         got = values.get(name)
         if got:
-            totals[name] = Decimal(sum(got) if aggregation == "SUM" else max(got) if aggregation == "MAX" else len(set(got)))
+            folded = sum(got) if aggregation == "SUM" else max(got) if aggregation == "MAX" else len(set(got))
+            totals[name] = Decimal(folded)
     return totals
 
 

@@ -87,7 +87,8 @@ def measure(bootstrap: str, name: str, overrides: dict[str, object], seconds: fl
         publisher.close()
         admin.delete_topics([topic])
     return (f"{name:<30} {published / elapsed:>10,.0f}/s  p50 {percentile(latencies, 0.5) * 1000:6.1f} ms"
-            f"  p99 {percentile(latencies, 0.99) * 1000:6.1f} ms  client CPU {cpu / published * 1e6:5.2f} µs/measurement")
+            f"  p99 {percentile(latencies, 0.99) * 1000:6.1f} ms"
+            f"  client CPU {cpu / published * 1e6:5.2f} µs/measurement")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,7 +51,8 @@ def render(rows: list[Row], document: dict[str, Any]) -> str:
 
     def line(cells: tuple[str, ...]) -> str:
         return "  ".join(
-            str(c).rjust(w) if i in (1, 3) else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            str(c).rjust(w) if i in (1, 3) else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     m = document["machine"]

@@ -25,7 +25,9 @@ def _configure_logging() -> None:
 
 def _bootstrap(settings: Settings) -> str:
     if settings.kafka.bootstrap_servers is None:
-        raise SystemExit("KAFKA_BOOTSTRAP_SERVERS is required to run a single service (`metering up` starts a local broker)")
+        raise SystemExit(
+            "KAFKA_BOOTSTRAP_SERVERS is required to run a single service (`metering up` starts a local broker)"
+        )
     return settings.kafka.bootstrap_servers
 
 

@@ -66,7 +66,9 @@ def is_immediate(add_on: AddOn, coverage: Coverage) -> bool:
     return bool(add_on.immediately_charge) and coverage.period.index == 0
 
 
-def add_on_lines(plan: PricePlan, subscription: Subscription, coverage: Coverage, *, immediate: bool = False) -> list[InvoiceLine]:
+def add_on_lines(
+    plan: PricePlan, subscription: Subscription, coverage: Coverage, *, immediate: bool = False,
+) -> list[InvoiceLine]:
     """`add_on` lines of one period: the period invoice's (default) or the immediate invoice's.
 
     With `immediate=False` the add-ons that `immediate_charge_lines` bills are left out,

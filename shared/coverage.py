@@ -100,7 +100,9 @@ def _paid_fraction(start: datetime, end: datetime, free_until: datetime | None, 
     return elapsed_seconds(paid_start, paid_end) / elapsed_seconds(start, end)
 
 
-def coverage_for(plan: PricePlan, period: Period, full_period_seconds: int, subscription: Subscription | None) -> Coverage:
+def coverage_for(
+    plan: PricePlan, period: Period, full_period_seconds: int, subscription: Subscription | None,
+) -> Coverage:
     """The coverage of `period` for `subscription` on `plan`.
 
     Without a subscription (callers that rate bare usage), there is no trial and the

@@ -107,7 +107,9 @@ def limit_exceeded_events(
     for item in exceeded_limits(plan, subscription, usage):
         if item.limit is None or item.usage is None:  # never: `exceeded` requires both
             continue
-        event = LimitExceeded(subscription.customer_name, item.feature, period.start, period.end, item.limit, item.usage)
+        event = LimitExceeded(
+            subscription.customer_name, item.feature, period.start, period.end, item.limit, item.usage,
+        )
         if event.key not in already_reported:
             events.append(event)
     return events

@@ -75,7 +75,9 @@ def elapsed_seconds(start: datetime, end: datetime) -> Decimal:
     return whole + Decimal(delta.microseconds).scaleb(-6) if delta.microseconds else whole
 
 
-def charge_windows(anchor: datetime, plan_period: str, frequency: str | None, index: int) -> list[tuple[datetime, datetime]]:
+def charge_windows(
+    anchor: datetime, plan_period: str, frequency: str | None, index: int,
+) -> list[tuple[datetime, datetime]]:
     """The windows of a per-`frequency` charge that fall due in period `index`.
 
     A recurring charge (base price, add-on, minimum) is owed once per window of

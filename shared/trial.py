@@ -70,4 +70,6 @@ def trial_credit_lines(trial: Trial | None, subtotal: Decimal) -> list[InvoiceLi
     applied = min(round_cents(trial.credit), subtotal)
     if applied <= 0:
         return []
-    return [InvoiceLine(type="trial_credit", description=TRIAL_CREDIT_DESCRIPTION, quantity=Decimal(1), amount=-applied)]
+    return [InvoiceLine(
+        type="trial_credit", description=TRIAL_CREDIT_DESCRIPTION, quantity=Decimal(1), amount=-applied,
+    )]

@@ -76,6 +76,7 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
     app.Table("unused", default=None, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
 
     return Declarations(
-        app=app, measurements=measurements, period_totals=period_totals, dead_letters=dead_letters, limit_events=limit_events,
+        app=app, measurements=measurements, period_totals=period_totals, dead_letters=dead_letters,
+        limit_events=limit_events,
         state=state,
     )

@@ -171,14 +171,18 @@ class Closer:
             period = period_at_index(subscription.start_time, plan.period, next_index, subscription.end_time)
             if period.start >= period.end or period.end + self.grace > watermark:
                 break
-            out.append(self._totals(subscription.key, subscription.start_time, plan.name, customer, period, "closed", watermark))
+            out.append(self._totals(
+                subscription.key, subscription.start_time, plan.name, customer, period, "closed", watermark,
+            ))
             next_index += 1
             changed = True
         for sub_key, index in mark["late"]:
             if sub_key != subscription.key or index >= next_index:
                 continue
             period = period_at_index(subscription.start_time, plan.period, index, subscription.end_time)
-            out.append(self._totals(sub_key, subscription.start_time, plan.name, customer, period, "late_usage", watermark))
+            out.append(self._totals(
+                sub_key, subscription.start_time, plan.name, customer, period, "late_usage", watermark,
+            ))
             changed = True
         if changed:
             mark["closed"][subscription.key] = next_index

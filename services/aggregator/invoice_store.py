@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 # Here rather than in metrics.py: it belongs to this thread, and the module is imported
 # by the worker, so the counter is on the aggregator's /metrics from its start.
 DEAD_LETTERS = Counter(
-    "metering_aggregator_invoice_dead_letters_total", "Invoice records the invoice store could not read and dead-lettered"
+    "metering_aggregator_invoice_dead_letters_total",
+    "Invoice records the invoice store could not read and dead-lettered",
 )
 DELIVERY_TIMEOUT_SECONDS = 30.0
 

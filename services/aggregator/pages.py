@@ -15,7 +15,9 @@ from services.infra import queries
 from services.infra.web import authorized, error_body
 
 
-def add_pages(app: faust.App, writer: StoreWriter, api_key: bytes | None, checks: Callable[[], dict[str, bool]]) -> None:
+def add_pages(
+    app: faust.App, writer: StoreWriter, api_key: bytes | None, checks: Callable[[], dict[str, bool]],
+) -> None:
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "alive"})

@@ -69,7 +69,8 @@ def totals_with_trial(
     share: Totals = {}
     for meter_name, by_series in full.items():
         for series_name, value in by_series.items():
-            share.setdefault(meter_name, {})[series_name] = value - post.get(meter_name, {}).get(series_name, Decimal(0))
+            after = post.get(meter_name, {}).get(series_name, Decimal(0))
+            share.setdefault(meter_name, {})[series_name] = value - after
     return full, share
 
 

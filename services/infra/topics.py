@@ -30,7 +30,8 @@ PERIOD_TOTALS = TopicSpec(
 )
 INVOICES = TopicSpec("invoices", "customer name", "Invoice JSON (shared.models.invoice.Invoice)")
 LIMIT_EVENTS = TopicSpec(
-    "limit-events", "customer name", "LimitExceededEvent JSON (shared.models.events), once per customer, feature, period"
+    "limit-events", "customer name",
+    "LimitExceededEvent JSON (shared.models.events), once per customer, feature, period",
 )
 DEAD_LETTERS = TopicSpec(
     "dead-letters", "original key", "original bytes; headers carry reason and origin"
@@ -62,7 +63,9 @@ def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> 
         if spec.compacted:
             config["cleanup.policy"] = "compact"
         partitions = 1 if spec is CATALOG else settings.kafka.partitions
-        wanted.append(NewTopic(topic, num_partitions=partitions, replication_factor=settings.kafka.replication_factor, config=config))
+        wanted.append(NewTopic(
+            topic, num_partitions=partitions, replication_factor=settings.kafka.replication_factor, config=config,
+        ))
     if wanted:
         for future in admin.create_topics(wanted, operation_timeout=timeout).values():
             try:

@@ -148,7 +148,9 @@ def judge_all(checked: list[Checked], index: CatalogIndex, received_at: datetime
     return customers
 
 
-def encode_all(checked: list[Checked], customers: list[str], received_at: datetime, max_record_bytes: int) -> list[Record] | None:
+def encode_all(
+    checked: list[Checked], customers: list[str], received_at: datetime, max_record_bytes: int,
+) -> list[Record] | None:
     """Each measurement's record, as services.ingest.measurement_routes.record_of writes it; None if one
     is over `max_record_bytes` (the usual path words the 413)."""
     received_text = record_time_text(received_at)

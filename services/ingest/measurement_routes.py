@@ -155,7 +155,9 @@ class MeasurementRoutes:
     def _judge(self, parsed: list[Measurement], received_at: datetime) -> tuple[list[list[Fact]], list[FieldError]]:
         return judge(parsed, self._view.catalog, received_at, self._limits, subscription_at=self._subscription_at)
 
-    async def _publish(self, records: list[tuple[bytes, bytes]], raw_items: list[Any], route: str, single: bool) -> Response:
+    async def _publish(
+        self, records: list[tuple[bytes, bytes]], raw_items: list[Any], route: str, single: bool,
+    ) -> Response:
         count = len(raw_items)
         try:
             with DELIVERY.time():

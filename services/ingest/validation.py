@@ -47,7 +47,8 @@ def parse_body(body: bytes, *, allow_constants: bool = True) -> Any:
     except ValueError as error:
         # The only other ValueError json.loads raises: an integer literal longer than
         # int() converts (sys.get_int_max_str_digits(), 4300 by default).
-        raise BodyError(f"body is not valid JSON: a number has more than {sys.get_int_max_str_digits()} digits") from error
+        limit = sys.get_int_max_str_digits()
+        raise BodyError(f"body is not valid JSON: a number has more than {limit} digits") from error
 
 
 def _reject_constant(name: str) -> Any:

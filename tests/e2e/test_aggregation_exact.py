@@ -48,7 +48,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("aggregation")
     settings = pipeline_settings(
         kafka_bootstrap, clickhouse_url, root, tag="agg",
@@ -75,7 +77,9 @@ def _meters(prefix: str, kinds: list[tuple[str, str, bool]]) -> list[MeterSpec]:
     count=st.integers(1, 120),
     duplicate_share=st.sampled_from([0.0, 0.2, 0.6]),
 )
-def test_random_streams_give_the_batch_totals(stack: Stack, seed: int, kinds: list[Any], count: int, duplicate_share: float) -> None:
+def test_random_streams_give_the_batch_totals(
+    stack: Stack, seed: int, kinds: list[Any], count: int, duplicate_share: float,
+) -> None:
     rng = random.Random(seed)
     customer = f"cust-{uuid.uuid4().hex[:8]}"
     meters = _meters(customer, kinds)
@@ -83,7 +87,8 @@ def test_random_streams_give_the_batch_totals(stack: Stack, seed: int, kinds: li
     start, periods = subscription_window(now)
     _apply(stack, customer, meters, start)
     records = measurements(rng, customer, meters, count, now)
-    produce(stack.bootstrap, topics.name(stack.settings, topics.MEASUREMENTS), delivery_order(rng, records, duplicate_share))
+    topic = topics.name(stack.settings, topics.MEASUREMENTS)
+    produce(stack.bootstrap, topic, delivery_order(rng, records, duplicate_share))
     expected = expected_totals(meters, records, periods, open_index=1)
     assert await_totals(stack, customer, expected, timeout=40) == expected
 
@@ -115,7 +120,9 @@ def _assert_exact(
     for customer, recs in records.items():
         expected = expected_totals(meters_of[customer], recs, periods, open_index=1)
         stored = await_totals(stack, customer, expected, timeout=120)
-        differing = {k: (stored.get(k), expected.get(k)) for k in set(stored) | set(expected) if stored.get(k) != expected.get(k)}
+        differing = {
+            k: (stored.get(k), expected.get(k)) for k in set(stored) | set(expected) if stored.get(k) != expected.get(k)
+        }
         assert differing == {}, f"{customer}: (stored, expected) differ"
 
 
@@ -222,7 +229,8 @@ def test_invalid_kafka_native_records_are_dead_lettered_with_reason_and_origin(s
     for headers in by_id.values():
         assert headers["original_topic"] == topic.encode()
         assert int(headers["original_offset"]) >= 0 and int(headers["original_partition"]) in (0, 1)
-    expected = {(meters[0].name, "region=eu", p.start): Decimal(10) for p in subscription_window(now)[1] if p.contains(now)}
+    current = [p for p in subscription_window(now)[1] if p.contains(now)]
+    expected = {(meters[0].name, "region=eu", p.start): Decimal(10) for p in current}
     assert await_totals(stack, customer, expected, timeout=30) == expected
 
 

@@ -63,7 +63,8 @@ def test_catalog_apply_send_and_preview_through_the_commands(pipeline_settings: 
         draft = json.loads(preview.stdout)
         # 15,000 calls: 10,000 free + 5,000 x 0.001 = 5.00, plus the 49.00 base price.
         assert draft["draft"] is True and draft["total"] == "54.00"
-        assert [(line["type"], line["amount"]) for line in draft["lines"]] == [("base_price", "49.00"), ("usage", "5.00")]
+        lines = [(line["type"], line["amount"]) for line in draft["lines"]]
+        assert lines == [("base_price", "49.00"), ("usage", "5.00")]
 
         key = stack.settings.http.api_key.get_secret_value()  # type: ignore[union-attr]
         httpx.post(f"{stack.ingest_url}/measurements", json={}, headers={"Authorization": "Bearer wrong"}, timeout=10)

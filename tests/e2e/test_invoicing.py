@@ -72,7 +72,8 @@ PERIOD_ENDS_IN = timedelta(seconds=15)
 #   exports      80 exports = 1 package = 2.50, below the minimum 5.00 x P:
 #                                   28: 3.2142 -> 3.21   29: 3.2758 -> 3.28   30: 3.3333 -> 3.33   31: 3.3870 -> 3.39
 #   sms          300 sent, below the watermark 1,000 x P; billed 1,000 x P x 0.10:
-#                                   28: 64.2857 -> 64.29   29: 65.5172 -> 65.52   30: 66.6666 -> 66.67   31: 67.7419 -> 67.74
+#                                   28: 64.2857 -> 64.29   29: 65.5172 -> 65.52
+#                                   30: 66.6666 -> 66.67   31: 67.7419 -> 67.74
 #   subtotal     fixed lines 58.36 + 100.00 + 290.00 + 32.81 + 56.00 = 537.17, plus the three above:
 #                                   28: 623.96   29: 625.63   30: 627.17   31: 628.62
 #   minimum      1,000 x P:         28: 642.857 -> 642.86   29: 655.172 -> 655.17   30: 666.67   31: 677.419 -> 677.42
@@ -130,7 +131,8 @@ def catalog_document(customer: str, plan: str, start: datetime) -> dict[str, Any
                 {"meter_name": "storage", "meter_display_name": "Storage",
                  "price_scheme": {"scheme_type": "FLAT", "time_unit_name": "day", "prices": [{"price": 0.5}]}},
                 {"meter_name": "seats", "meter_display_name": "Seats",
-                 "price_scheme": {"scheme_type": "VOLUME", "prices": [{"price": 10, "cap": 5}, {"price": 8, "cap": None}]}},
+                 "price_scheme": {"scheme_type": "VOLUME",
+                                  "prices": [{"price": 10, "cap": 5}, {"price": 8, "cap": None}]}},
                 {"meter_name": "exports", "meter_display_name": "Exports", "minimum_charge": 5,
                  "price_scheme": {"scheme_type": "PACKAGE", "prices": [{"price": 2.5, "cap": 100}]}},
                 {"meter_name": "sms", "meter_display_name": "SMS", "watermark": 1000,
@@ -201,9 +203,12 @@ def _lines(invoice: Invoice | dict[str, Any]) -> list[tuple[str, str, str | None
 # --- the pipeline -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("invoicing")
-    with Stack(pipeline_settings(kafka_bootstrap, clickhouse_url, root / "data", tag="inv"), log_dir=root / "logs") as running:
+    settings = pipeline_settings(kafka_bootstrap, clickhouse_url, root / "data", tag="inv")
+    with Stack(settings, log_dir=root / "logs") as running:
         yield running
 
 

@@ -44,7 +44,9 @@ SEED = int(os.environ.get("METERING_FUZZ_SEED", random.randrange(2**32)))
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     root: Path = tmp_path_factory.mktemp("fuzz")
     settings = pipeline_settings(
         kafka_bootstrap, clickhouse_url, root, tag="fz", kafka={"session_timeout_seconds": 6.0}
@@ -107,7 +109,10 @@ def _dead_letters(stack: Stack, topic: str) -> Counter[Where]:
 
 
 def _expected_dead(records: list[Hostile], placed: list[tuple[int, int]]) -> Counter[Where]:
-    return Counter((partition, offset, index) for h, (partition, offset) in zip(records, placed, strict=True) for index in h.dead)
+    return Counter(
+        (partition, offset, index)
+        for h, (partition, offset) in zip(records, placed, strict=True) for index in h.dead
+    )
 
 
 def _skipped_by_part(url: str) -> dict[str, float]:
@@ -142,7 +147,8 @@ def test_hostile_records_are_dead_lettered_once_and_valid_ones_fold_exactly(stac
     bad_catalog = hostile_catalog_records(rng, CATALOG_RECORDS)
     _produce(stack.bootstrap, topics.name(stack.settings, topics.CATALOG), [(k, v) for k, v, _ in bad_catalog])
     customer = f"fz-{uuid.uuid4().hex[:6]}"
-    meters = [MeterSpec(f"{customer}-sum", "COUNTER", "SUM", True), MeterSpec(f"{customer}-max", "COUNTER", "MAX", True),
+    meters = [MeterSpec(f"{customer}-sum", "COUNTER", "SUM", True),
+              MeterSpec(f"{customer}-max", "COUNTER", "MAX", True),
               MeterSpec(f"{customer}-uniq", "COUNTER", "UNIQUE_COUNT", True)]
     now = utc_now()
     start, periods = subscription_window(now)
@@ -163,7 +169,8 @@ def test_hostile_records_are_dead_lettered_once_and_valid_ones_fold_exactly(stac
     dead = _dead_letters(stack, topic)
     wanted = _expected_dead(records, placed)
     twice = {where: n for where, n in dead.items() if n > 1}
-    missing = {where: next(h.kind for h, p in zip(records, placed, strict=True) if p == where[:2]) for where in wanted - dead}
+    kind_at = {p: h.kind for h, p in zip(records, placed, strict=True)}
+    missing = {where: kind_at[where[:2]] for where in wanted - dead}
     strays = set(dead) - set(wanted)
     assert (twice, missing, strays) == ({}, {}, set()), note
 

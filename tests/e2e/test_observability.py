@@ -87,9 +87,12 @@ def _drive(stack: Stack) -> None:
     bad = [{"id": "x", "meter_name": "nope", "customer_name": "acme", "value": 1}]
     assert httpx.post(url, json=bad, headers=auth(stack), timeout=30).status_code == 400
     producer = Producer({"bootstrap.servers": stack.bootstrap})  # a Kafka-native record keyed wrongly
-    producer.produce(topics.name(stack.settings, topics.MEASUREMENTS), key=b"not-acme", value=json.dumps(batch[0]).encode())
+    measurements = topics.name(stack.settings, topics.MEASUREMENTS)
+    producer.produce(measurements, key=b"not-acme", value=json.dumps(batch[0]).encode())
     assert producer.flush(10) == 0
-    invoices = read_invoices(stack.bootstrap, topics.name(stack.settings, topics.INVOICES), expected=index + 1, timeout=90)
+    invoices = read_invoices(
+        stack.bootstrap, topics.name(stack.settings, topics.INVOICES), expected=index + 1, timeout=90,
+    )
     assert len(invoices) == index + 1
 
 

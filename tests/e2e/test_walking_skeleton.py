@@ -95,7 +95,8 @@ def test_worked_example_invoices_164_and_a_replayed_batch_changes_nothing(pipeli
         assert _store(stack, "measurement_count", "acme") == {"count": 150}
         stored = _store(stack, "invoices", "acme")
         # (On days like May 31 a quiet first period was invoiced too: 49.00.)
-        assert [(s["invoice_id"], s["revision"], s["total"]) for s in stored][index:] == [(invoice.invoice_id, 0, "164.00")]
+        found = [(s["invoice_id"], s["revision"], s["total"]) for s in stored]
+        assert found[index:] == [(invoice.invoice_id, 0, "164.00")]
 
         # The public read API (ingest -> aggregator's store) shows the same facts.
         response = httpx.get(f"{stack.ingest_url}/invoices", params={"customer_name": "acme"}, headers=auth, timeout=30)
@@ -138,4 +139,5 @@ def test_ingest_requires_the_api_key_and_names_bad_fields(pipeline_settings: Set
         )
         assert response.status_code == 400
         errors = response.json()["errors"]
-        assert {"index": 1, "field": "value", "reason": "must be a number (or a string for a STRING meter), not a boolean"} in errors
+        reason = "must be a number (or a string for a STRING meter), not a boolean"
+        assert {"index": 1, "field": "value", "reason": reason} in errors

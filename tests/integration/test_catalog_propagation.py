@@ -132,7 +132,8 @@ def test_catalog_written_over_http_reaches_other_views_and_survives_them(
         assert other.sync(30)
         assert other.catalog.subscriptions == {}
         assert other.catalog.subscription_at(CUSTOMER, datetime.now(UTC)) is None
-        last_for_key = [value for k, value in _records(settings, kafka_bootstrap) if k == entity_key("subscriptions", key)]
+        wanted = entity_key("subscriptions", key)
+        last_for_key = [value for k, value in _records(settings, kafka_bootstrap) if k == wanted]
         assert len(last_for_key) == 2 and last_for_key[0] is not None and last_for_key[-1] is None
     finally:
         other.stop()

@@ -152,7 +152,9 @@ def test_grafana_reads_clickhouse_as_a_read_only_user(model: dict[str, Any]) -> 
     import xml.etree.ElementTree as ElementTree
 
     clickhouse = model["services"]["clickhouse"]
-    users_file = next(Path(s) for t, s in _bind_mounts(clickhouse).items() if t.startswith("/etc/clickhouse-server/users.d/"))
+    users_file = next(
+        Path(s) for t, s in _bind_mounts(clickhouse).items() if t.startswith("/etc/clickhouse-server/users.d/")
+    )
     root = ElementTree.parse(users_file).getroot()
     grafana_env = model["services"]["grafana"]["environment"]
     user = root.find(f"users/{grafana_env['METERING_CLICKHOUSE_READER_USER']}")

@@ -58,8 +58,9 @@ def ignore_patterns() -> list[tuple[bool, str]]:
 
 
 def _matches(pattern: str, path: str) -> bool:
-    regex = "^" + re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]") + "$"
-    return re.match(regex, path) is not None
+    escaped = re.escape(pattern)
+    regex = escaped.replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+    return re.match(f"^{regex}$", path) is not None
 
 
 def excluded(path: str, patterns: list[tuple[bool, str]]) -> bool:
@@ -146,7 +147,8 @@ def copies() -> list[tuple[str, str]]:
             *sources, destination = args
             destination = destination if destination.startswith("/") else posixpath.join(workdir, destination)
             for source in sources:
-                target = posixpath.join(destination, posixpath.basename(source)) if destination.endswith("/") else destination
+                into_folder = destination.endswith("/")
+                target = posixpath.join(destination, posixpath.basename(source)) if into_folder else destination
                 found.append((source, posixpath.normpath(target)))
     return found
 

@@ -78,12 +78,15 @@ def test_dashboard_is_well_formed(path: Path) -> None:
         assert len(ref_ids) == len(set(ref_ids)), panel["title"]
         for target in panel["targets"]:
             source = target["datasource"]
-            assert PROVISIONED_UIDS.get(source["uid"]) == source["type"], f"{panel['title']}: unknown datasource {source}"
+            known = PROVISIONED_UIDS.get(source["uid"]) == source["type"]
+            assert known, f"{panel['title']}: unknown datasource {source}"
             if source["type"] == "grafana-clickhouse-datasource":
                 assert target["editorType"] == "sql" and target["format"] in (0, 1) and target["rawSql"].strip()
     for i, (title_a, a) in enumerate(boxes):  # panels do not overlap
         for title_b, b in boxes[i + 1:]:
-            overlap = a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+            across = a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+            down = a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+            overlap = across and down
             assert not overlap, f"{title_a} overlaps {title_b}"
 
 
@@ -145,7 +148,9 @@ def test_macro_expansion_matches_the_plugin() -> None:
         "WHERE event_time >= toDateTime(1767225600) AND event_time <= toDateTime(1772323200)"
     )
     assert expand_macros("$__timeInterval(t)") == "toStartOfInterval(toDateTime(t), INTERVAL 3600 second)"
-    assert expand_macros("$__fromTime < x AND x < $__toTime") == "toDateTime(1767225600) < x AND x < toDateTime(1772323200)"
+    assert expand_macros("$__fromTime < x AND x < $__toTime") == (
+        "toDateTime(1767225600) < x AND x < toDateTime(1772323200)"
+    )
 
 
 # --------------------------------------------------------------- the real engine
@@ -262,7 +267,8 @@ def _closed_without_invoice(found: list[dict[str, Any]]) -> None:
 
 
 def _watermarks(found: list[dict[str, Any]]) -> None:
-    assert [(r["partition"], r["watermark"].date().isoformat()) for r in found] == [(0, "2026-02-11"), (1, "2026-02-13")]
+    days = [(r["partition"], r["watermark"].date().isoformat()) for r in found]
+    assert days == [(0, "2026-02-11"), (1, "2026-02-13")]
     assert all(r["lag_seconds"] > 0 for r in found)
 
 

@@ -169,7 +169,8 @@ def test_every_metric_of_the_contract_is_on_a_dashboard() -> None:
 def catalog_view(svc: FakeService, skipped_keys: int = 0) -> None:
     """Every service has a catalog view; the real one exports all three parts from its start."""
     for part in ("key", "kind", "value"):
-        svc.metrics["metering_catalog_records_skipped_total"].labels(part=part).inc(skipped_keys if part == "key" else 0)
+        skipped = svc.metrics["metering_catalog_records_skipped_total"]
+        skipped.labels(part=part).inc(skipped_keys if part == "key" else 0)
 
 
 def healthy_ingest(svc: FakeService, n: int) -> None:

@@ -55,7 +55,9 @@ def expected_totals(
     return out
 
 
-def _period_value(spec: MeterSpec, points: list[tuple[datetime, Decimal, bool]], period: Period, open_: bool) -> Decimal | None:
+def _period_value(
+    spec: MeterSpec, points: list[tuple[datetime, Decimal, bool]], period: Period, open_: bool,
+) -> Decimal | None:
     if spec.meter_type == "COUNTER":
         if spec.is_incremental:
             values = [v for t, v, _ in points if period.start <= t < period.end]

@@ -37,7 +37,9 @@ def pipeline_settings(
             partitions=2,
         ),
         clickhouse=ClickHouseSettings(url=clickhouse_url, database=f"t_{unique}"),
-        http=HttpSettings(port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key=f"key-{unique}"),
+        http=HttpSettings(
+            port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key=f"key-{unique}",
+        ),
         event_time=EventTimeSettings(allowed_lateness_seconds=0.5, grace_seconds=1.0, idle_seconds=1.5),
     )
     return settings.updated(**changes) if changes else settings

@@ -35,7 +35,8 @@ class MemoryWrites:
 
 def _app() -> tuple[TestClient, list[tuple[str, str]]]:
     _, view = _client(FakeSink())
-    app = create_app(Settings(http=HttpSettings(api_key="k")), view, FakeSink(), reader=NoStore(), writer=MemoryWrites(view))
+    settings = Settings(http=HttpSettings(api_key="k"))
+    app = create_app(settings, view, FakeSink(), reader=NoStore(), writer=MemoryWrites(view))
     client = TestClient(app, raise_server_exceptions=False)
     document = client.get("/openapi.json", headers=AUTH).json()
     operations = [(path, method) for path, ops in document["paths"].items() for method in ops]

@@ -107,7 +107,9 @@ def test_deleting_a_customer_frees_its_mappings(catalog: Catalog) -> None:
 
 
 def test_replacing_a_customer_reindexes_its_mappings(catalog: Catalog) -> None:
-    catalog.put(Customer.model_validate({"name": "globex", "measurement_mappings": [{"label": "tenant", "value": "t-3"}]}))
+    catalog.put(Customer.model_validate(
+        {"name": "globex", "measurement_mappings": [{"label": "tenant", "value": "t-3"}]}
+    ))
     assert catalog.mapping_owner("tenant", "t-2") is None
     assert catalog.mapping_owner("tenant", "t-3") == "globex"
 
@@ -131,7 +133,8 @@ def test_customer_blank_name(catalog: Catalog) -> None:
 
 def test_customer_malformed_mappings(catalog: Catalog) -> None:
     customer = Customer.model_validate(
-        {"name": "initech", "measurement_mappings": [{"value": "x"}, {"label": "tenant", "value": ""}, {"label": 3, "value": "y"}]}
+        {"name": "initech",
+         "measurement_mappings": [{"value": "x"}, {"label": "tenant", "value": ""}, {"label": 3, "value": "y"}]}
     )
     assert entity_problems(catalog, customer) == [
         ("measurement_mappings[0].label", "must be a non-empty string"),

@@ -84,7 +84,8 @@ def writer(view: FakeView) -> FakeWriter:
 @pytest.fixture
 def client(view: FakeView, writer: FakeWriter) -> TestClient:
     settings = Settings(
-        http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."), limits=LimitSettings(max_body_bytes=64 * 1024)
+        http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."),
+        limits=LimitSettings(max_body_bytes=64 * 1024),
     )
     return TestClient(create_app(settings, view, FakeSink(), writer=writer), headers=AUTH)
 
@@ -150,7 +151,9 @@ def test_without_a_writer_there_are_no_catalog_routes(view: FakeView) -> None:
 # ---- the life of an entity ---------------------------------------------------------
 
 
-def test_a_customer_is_created_read_listed_replaced_and_deleted(client: TestClient, view: FakeView, writer: FakeWriter) -> None:
+def test_a_customer_is_created_read_listed_replaced_and_deleted(
+    client: TestClient, view: FakeView, writer: FakeWriter,
+) -> None:
     created = client.post("/customers", json={"name": "globex", "display_name": "Globex", "custom": {"x": 1}})
     assert created.status_code == 201
     assert created.json() == {"name": "globex", "display_name": "Globex", "custom": {"x": 1}}
@@ -170,7 +173,9 @@ def test_a_customer_is_created_read_listed_replaced_and_deleted(client: TestClie
     assert writer.changes[-1] == ("customers", "globex", None)
     missing = client.get("/customers/globex")
     assert missing.status_code == 404
-    assert missing.json() == {"error": "not found", "errors": [{"field": "name", "reason": "no customer named 'globex'"}]}
+    assert missing.json() == {
+        "error": "not found", "errors": [{"field": "name", "reason": "no customer named 'globex'"}],
+    }
 
 
 def test_a_write_syncs_the_view_before_judging_and_answers_once_the_view_has_it(
@@ -183,7 +188,9 @@ def test_a_write_syncs_the_view_before_judging_and_answers_once_the_view_has_it(
 
 
 def test_meters_and_plans_have_the_same_lifecycle(client: TestClient) -> None:
-    meter = {"name": "storage", "meter_type": "GAUGE", "data_type": "FLOAT", "aggregation": "MAX", "is_incremental": False}
+    meter = {
+        "name": "storage", "meter_type": "GAUGE", "data_type": "FLOAT", "aggregation": "MAX", "is_incremental": False,
+    }
     response = client.post("/meters", json=meter)
     assert response.status_code == 201
     assert response.json() == {**meter, "reporting_method": "periodic", "expected_labels": [], "primary_labels": [],
@@ -203,8 +210,10 @@ def test_a_subscription_is_created_read_listed_replaced_and_deleted(client: Test
     ended = client.put(f"/subscriptions/{q(ACME_SUB)}", json={"price_plan_name": "growth-plan",
                                                               "end_time": "2026-06-01T00:00:00Z"})
     assert ended.status_code == 200
-    assert ended.json() == {"customer_name": "acme", "price_plan_name": "growth-plan", "start_time": "2026-01-01T00:00:00Z",
-                            "end_time": "2026-06-01T00:00:00Z", "add_ons": []}
+    assert ended.json() == {
+        "customer_name": "acme", "price_plan_name": "growth-plan", "start_time": "2026-01-01T00:00:00Z",
+        "end_time": "2026-06-01T00:00:00Z", "add_ons": [],
+    }
     created = client.post("/subscriptions", json=sub(add_ons=[{"feature": "sso", "quantity": 2}]))
     assert created.status_code == 201
     key = "acme@2026-06-01T00:00:00+00:00"
@@ -225,7 +234,9 @@ def test_a_subscription_is_created_read_listed_replaced_and_deleted(client: Test
     # Re-opening the first one would overlap the second.
     overlap = client.put(f"/subscriptions/{q(ACME_SUB)}", json={"price_plan_name": "growth-plan"})
     assert overlap.status_code == 400
-    assert errors(overlap) == [{"field": "start_time", "reason": "overlaps the subscription starting 2026-06-01T00:00:00+00:00"}]
+    assert errors(overlap) == [
+        {"field": "start_time", "reason": "overlaps the subscription starting 2026-06-01T00:00:00+00:00"},
+    ]
 
     assert client.delete(f"/subscriptions/{q(key)}").status_code == 204
     assert client.get(f"/subscriptions/{q(key)}").status_code == 404
@@ -252,8 +263,8 @@ def test_creating_an_existing_name_is_a_conflict_on_name(
 def test_creating_an_existing_subscription_is_a_conflict_on_start_time(client: TestClient) -> None:
     response = client.post("/subscriptions", json=sub(start="2026-01-01T01:00:00+01:00"))
     assert response.status_code == 409
-    assert response.json() == {"error": "conflict", "errors": [
-        {"field": "start_time", "reason": "customer 'acme' already has a subscription starting 2026-01-01T00:00:00+00:00"}]}
+    reason = "customer 'acme' already has a subscription starting 2026-01-01T00:00:00+00:00"
+    assert response.json() == {"error": "conflict", "errors": [{"field": "start_time", "reason": reason}]}
 
 
 @pytest.mark.parametrize("path,body,expected", [
@@ -267,19 +278,23 @@ def test_creating_an_existing_subscription_is_a_conflict_on_start_time(client: T
     # The seed says number: a numeric string is not one, nor is a boolean.
     ("/price_plans", plan(base_price="49.00"), [{"field": "base_price", "reason": "must be a JSON number"}]),
     ("/price_plans", plan(base_price=True), [{"field": "base_price", "reason": "must be a JSON number"}]),
-    ("/price_plans", plan(base_price=-1), [{"field": "base_price", "reason": "Input should be greater than or equal to 0"}]),
+    ("/price_plans", plan(base_price=-1),
+     [{"field": "base_price", "reason": "Input should be greater than or equal to 0"}]),
     ("/price_plans", plan(period="weekly"),
      [{"field": "period", "reason": "Input should be 'monthly', 'quarterly' or 'annual'"}]),
     ("/price_plans", {"name": "p", "period": "monthly"}, [{"field": "metered_components", "reason": "Field required"}]),
     ("/meters", {"name": "m", "data_type": "STRING"},
      [{"field": "data_type", "reason": "STRING is allowed only with aggregation UNIQUE_COUNT"}]),
     ("/meters", {"name": "m", "colour": "blue"}, [{"field": "colour", "reason": "is not a known field"}]),
-    ("/meters", {"name": " padded"}, [{"field": "name", "reason":
-                                       "String should match pattern '^[^\\x00-\\x20\\x7f](?:[^\\x00-\\x1f\\x7f]*[^\\x00-\\x20\\x7f])?$'"}]),
-    ("/subscriptions", sub(end_time="2025-01-01T00:00:00Z"), [{"field": "end_time", "reason": "must be after start_time"}]),
+    ("/meters", {"name": " padded"}, [{"field": "name", "reason": (
+        "String should match pattern '^[^\\x00-\\x20\\x7f](?:[^\\x00-\\x1f\\x7f]*[^\\x00-\\x20\\x7f])?$'"
+    )}]),
+    ("/subscriptions", sub(end_time="2025-01-01T00:00:00Z"),
+     [{"field": "end_time", "reason": "must be after start_time"}]),
     ("/subscriptions", sub(add_ons=[{"feature": "sso", "quantity": 0}]),
      [{"field": "add_ons[0].quantity", "reason": "Input should be greater than or equal to 1"}]),
-    ("/subscriptions", sub(start_time=1767225600), [{"field": "start_time", "reason": "must be an RFC 3339 date-time string"}]),
+    ("/subscriptions", sub(start_time=1767225600),
+     [{"field": "start_time", "reason": "must be an RFC 3339 date-time string"}]),
     ("/customers", ["acme"], [{"field": "body", "reason": "must be a JSON object"}]),
 ])
 def test_a_body_of_the_wrong_shape_is_400_with_each_field_and_reason(
@@ -306,7 +321,9 @@ def test_a_body_that_is_not_json_is_400_on_body(client: TestClient, content: byt
 def test_a_body_over_the_limit_is_413(client: TestClient) -> None:
     response = client.post("/customers", json={"name": "x", "display_name": "y" * 70_000})
     assert response.status_code == 413
-    assert response.json() == {"error": "body too large", "errors": [{"field": "body", "reason": "at most 65536 bytes"}]}
+    assert response.json() == {
+        "error": "body too large", "errors": [{"field": "body", "reason": "at most 65536 bytes"}],
+    }
 
 
 # ---- catalog rules (shared.catalog.entity_problems) --------------------------------
@@ -409,7 +426,9 @@ def test_deleting_a_customer_with_subscriptions_is_a_conflict_until_they_are_gon
      "is not of the form <customer_name>@<start_time> (RFC 3339), percent-encoded"),
 ])
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
-def test_an_unknown_entity_is_404_naming_it(client: TestClient, method: str, path: str, field: str, reason: str) -> None:
+def test_an_unknown_entity_is_404_naming_it(
+    client: TestClient, method: str, path: str, field: str, reason: str,
+) -> None:
     response = client.request(method, path)
     assert response.status_code == 404
     assert response.json() == {"error": "not found", "errors": [{"field": field, "reason": reason}]}
@@ -431,7 +450,9 @@ def test_put_with_another_name_in_the_body_is_400_and_writes_nothing(client: Tes
     assert response.json() == {"error": "invalid customer", "errors": [
         {"field": "name", "reason": "must equal the name in the path ('acme') or be absent"}]}
     response = client.put("/meters/api_calls", json={"name": None})
-    assert errors(response) == [{"field": "name", "reason": "must equal the name in the path ('api_calls') or be absent"}]
+    assert errors(response) == [
+        {"field": "name", "reason": "must equal the name in the path ('api_calls') or be absent"},
+    ]
     assert writer.changes == []
 
 
@@ -481,7 +502,9 @@ def test_put_of_a_subscription_may_not_move_it(client: TestClient) -> None:
     assert response.json() == {"error": "invalid subscription", "errors": [
         {"field": "start_time", "reason": "must equal the start in the path (2026-01-01T00:00:00+00:00) or be absent"}]}
     response = client.put(f"/subscriptions/{q(ACME_SUB)}", json=sub(customer="globex", start="2026-01-01T00:00:00Z"))
-    assert errors(response) == [{"field": "customer_name", "reason": "must equal the customer in the path ('acme') or be absent"}]
+    assert errors(response) == [
+        {"field": "customer_name", "reason": "must equal the customer in the path ('acme') or be absent"},
+    ]
     # The same instant in another spelling is the same subscription.
     assert client.put(f"/subscriptions/{q(ACME_SUB)}", json=sub(start="2026-01-01T01:00:00+01:00")).status_code == 200
 
@@ -489,7 +512,9 @@ def test_put_of_a_subscription_may_not_move_it(client: TestClient) -> None:
 # ---- failures of the broker and the view ---------------------------------------------
 
 
-def test_a_write_the_broker_does_not_acknowledge_is_503_with_retry_after(client: TestClient, view: FakeView, writer: FakeWriter) -> None:
+def test_a_write_the_broker_does_not_acknowledge_is_503_with_retry_after(
+    client: TestClient, view: FakeView, writer: FakeWriter,
+) -> None:
     writer.fail = True
     response = client.post("/customers", json={"name": "globex"})
     assert response.status_code == 503
@@ -499,7 +524,9 @@ def test_a_write_the_broker_does_not_acknowledge_is_503_with_retry_after(client:
     assert "globex" not in view.catalog.customers
 
 
-def test_a_view_that_cannot_catch_up_is_503_before_anything_is_written(client: TestClient, view: FakeView, writer: FakeWriter) -> None:
+def test_a_view_that_cannot_catch_up_is_503_before_anything_is_written(
+    client: TestClient, view: FakeView, writer: FakeWriter,
+) -> None:
     view.in_sync = False
     response = client.delete("/customers/acme")
     assert response.status_code == 503

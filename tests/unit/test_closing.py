@@ -65,7 +65,9 @@ def test_observing_without_an_event_time_only_resets_idleness() -> None:
 
 
 def make_catalog(end_time: str | None = None) -> Catalog:
-    subscription: dict[str, Any] = {"customer_name": "acme", "price_plan_name": "basic", "start_time": "2026-01-01T00:00:00Z"}
+    subscription: dict[str, Any] = {
+        "customer_name": "acme", "price_plan_name": "basic", "start_time": "2026-01-01T00:00:00Z",
+    }
     if end_time:
         subscription["end_time"] = end_time
     catalog, problems = parse_catalog({

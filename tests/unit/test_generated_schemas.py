@@ -89,7 +89,8 @@ PLAN_CASES = [
 ]
 CUSTOMER_CASES = [
     ("name-only", {"name": "acme"}, True),
-    ("contact", {"name": "acme", "contact_info": {"email": "billing@acme.example", "url": "https://acme.example"}}, True),
+    ("contact",
+     {"name": "acme", "contact_info": {"email": "billing@acme.example", "url": "https://acme.example"}}, True),
     ("bad-email", {"name": "acme", "contact_info": {"email": "not an address"}}, False),
     ("mapping-not-object", {"name": "acme", "measurement_mappings": ["acme-1"]}, False),
     ("no-name", {"display_name": "Acme"}, False),

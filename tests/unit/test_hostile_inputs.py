@@ -63,7 +63,9 @@ def _app(sink: FakeSink | None = None, rows: list[dict[str, Any]] | None = None,
     catalog, problems = parse_catalog(document)
     assert problems == []
     view = FakeView(catalog)
-    settings = Settings(http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."), limits=LimitSettings(**limits))
+    settings = Settings(
+        http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."), limits=LimitSettings(**limits),
+    )
     app = create_app(settings, view, sink or FakeSink(),
                      reader=Rows(rows or []), writer=MemoryWrites(view))
     return TestClient(app, headers=AUTH, raise_server_exceptions=False)
@@ -188,7 +190,9 @@ LONG_NUMBER = b'{"name": "x", "value": ' + b"1" * 5000 + b"}"
 
 
 @pytest.mark.parametrize("path", MEASUREMENT_PATHS + CATALOG_PATHS)
-@pytest.mark.parametrize("body", [DEEP, LONG_NUMBER, b'{"name": ' + DEEP + b"}"], ids=["deep", "long-number", "deep-field"])
+@pytest.mark.parametrize(
+    "body", [DEEP, LONG_NUMBER, b'{"name": ' + DEEP + b"}"], ids=["deep", "long-number", "deep-field"],
+)
 def test_malformed_bodies_are_400_on_body(path: str, body: bytes) -> None:
     response = _app().post(path, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400, response.text
@@ -264,8 +268,8 @@ def test_names_at_their_limit_are_accepted() -> None:
     name = "顧" * MAX_NAME_LENGTH
     assert client.post("/customers", json={"name": name}).status_code == 201
     assert client.post("/meters", json={"name": "m" * MAX_NAME_LENGTH}).status_code == 201
-    assert client.post("/measurements", json=_m(0, id="i" * MAX_ID_LENGTH,
-                                                labels={"k" * MAX_LABEL_LENGTH: "v" * MAX_LABEL_LENGTH})).status_code == 202
+    longest = _m(0, id="i" * MAX_ID_LENGTH, labels={"k" * MAX_LABEL_LENGTH: "v" * MAX_LABEL_LENGTH})
+    assert client.post("/measurements", json=longest).status_code == 202
 
 
 def test_a_two_megabyte_name_is_413_not_a_retry() -> None:
@@ -301,7 +305,9 @@ def test_catalog_models_bound_names() -> None:
     with pytest.raises(pydantic.ValidationError):
         Meter.model_validate({"name": LONG})
     with pytest.raises(pydantic.ValidationError):
-        Subscription.model_validate({"customer_name": "a", "price_plan_name": LONG, "start_time": "2026-01-01T00:00:00Z"})
+        Subscription.model_validate(
+            {"customer_name": "a", "price_plan_name": LONG, "start_time": "2026-01-01T00:00:00Z"}
+        )
 
 
 # ---- E: a month window has its end ----------------------------------------------------

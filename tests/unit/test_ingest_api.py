@@ -51,7 +51,9 @@ def _client(sink: FakeSink, **limits: Any) -> tuple[TestClient, FakeView]:
     catalog, problems = parse_catalog(worked_example_catalog(start))
     assert problems == []
     view = FakeView(catalog)
-    settings = Settings(http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."), limits=LimitSettings(**limits))
+    settings = Settings(
+        http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u."), limits=LimitSettings(**limits),
+    )
     return TestClient(create_app(settings, view, sink)), view
 
 
@@ -80,7 +82,8 @@ def test_one_invalid_measurement_fails_the_whole_batch_with_errors_by_index() ->
     assert response.json()["errors"] == [
         {"index": 3, "field": "meter_name", "reason": "either meter_name or event_name is required"},
     ]
-    response = client.post("/measurements/batch", headers=AUTH, json=[_m(0), _m(1, value=1.5), _m(2, customer_name="ghost")])
+    batch = [_m(0), _m(1, value=1.5), _m(2, customer_name="ghost")]
+    response = client.post("/measurements/batch", headers=AUTH, json=batch)
     assert response.status_code == 400
     assert response.json()["errors"] == [
         {"index": 1, "field": "value", "reason": "must be a whole number for INT meter 'api_calls'"},

@@ -111,7 +111,8 @@ def test_the_dead_letter_topic_sits_beside_the_invoices_topic() -> None:
 def test_unreadable_invoices_are_dead_lettered_and_the_store_keeps_running() -> None:
     before = REGISTRY.get_sample_value(COUNTER) or 0.0
     store, _, log = store_with([
-        [Message(invoice_bytes(), 10), Message(b"{not json", 11), Message(b'{"invoice_id": "x"}', 12), Message(None, 13)],
+        [Message(invoice_bytes(), 10), Message(b"{not json", 11), Message(b'{"invoice_id": "x"}', 12),
+         Message(None, 13)],
         [Message(invoice_bytes(), 14)],
     ])
     store._run()
@@ -126,7 +127,9 @@ def test_unreadable_invoices_are_dead_lettered_and_the_store_keeps_running() -> 
     assert letters[0][4]["original_topic"] == b"m.invoices"
     assert (letters[0][4]["original_partition"], letters[0][4]["original_offset"]) == (b"1", b"11")
     # Rows first, dead letters confirmed (flush), only then the offsets; the next batch is stored too.
-    assert [entry[0] for entry in log] == ["write", "produce", "produce", "produce", "flush", "commit", "write", "commit"]
+    assert [entry[0] for entry in log] == [
+        "write", "produce", "produce", "produce", "flush", "commit", "write", "commit",
+    ]
     assert REGISTRY.get_sample_value(COUNTER) == before + 3
 
 

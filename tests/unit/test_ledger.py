@@ -33,7 +33,9 @@ def catalog() -> Catalog:
             }],
         }],
         "customers": [{"name": "acme"}],
-        "subscriptions": [{"customer_name": "acme", "price_plan_name": "growth-plan", "start_time": "2026-01-01T00:00:00Z"}],
+        "subscriptions": [
+            {"customer_name": "acme", "price_plan_name": "growth-plan", "start_time": "2026-01-01T00:00:00Z"},
+        ],
     })
     assert problems == []
     return parsed
@@ -62,8 +64,10 @@ def test_first_rating_is_revision_0_invoice(catalog: Catalog) -> None:
         "customer_name": "acme", "price_plan_name": "growth-plan",
         "period_start": "2026-01-01T00:00:00Z", "period_end": "2026-02-01T00:00:00Z", "currency": "USD",
         "lines": [
-            {"type": "base_price", "description": "Platform fee", "meter_name": None, "quantity": "1", "amount": "49.00"},
-            {"type": "usage", "description": "API calls", "meter_name": "api_calls", "quantity": "150000", "amount": "115.00"},
+            {"type": "base_price", "description": "Platform fee", "meter_name": None,
+             "quantity": "1", "amount": "49.00"},
+            {"type": "usage", "description": "API calls", "meter_name": "api_calls",
+             "quantity": "150000", "amount": "115.00"},
         ],
         "total": "164.00", "issued_at": "2026-02-01T01:00:03Z",
     }
@@ -101,7 +105,9 @@ def test_higher_usage_gives_a_correction_of_the_difference(catalog: Catalog) -> 
     assert invoice_for(totals(160000), catalog, ledger, NOW) is None
     second = invoice_for(totals(170000), catalog, ledger, NOW)
     assert second is not None
-    assert (second.revision, lines_of(second), second.total) == (2, [("usage", "api_calls", D(10000), D("5.00"))], D("5.00"))
+    assert (second.revision, lines_of(second), second.total) == (
+        2, [("usage", "api_calls", D(10000), D("5.00"))], D("5.00"),
+    )
 
 
 def test_rereading_a_recorded_revision_does_not_double_it(catalog: Catalog) -> None:
@@ -120,10 +126,12 @@ def test_difference_includes_lines_that_disappeared() -> None:
         invoice_id="x", revision=0, kind="invoice", customer_name="acme", price_plan_name="growth-plan",
         period_start=JAN, period_end=FEB, issued_at=NOW, total=D("59.00"),
         lines=[InvoiceLine(type="base_price", description="Fee", quantity=D(1), amount=D("49.00")),
-               InvoiceLine(type="minimum_charge", description="Minimum charge true-up", quantity=D(1), amount=D("10.00"))],
+               InvoiceLine(type="minimum_charge", description="Minimum charge true-up",
+                           quantity=D(1), amount=D("10.00"))],
     ))
     rated = [InvoiceLine(type="base_price", description="Fee", quantity=D(1), amount=D("49.00")),
-             InvoiceLine(type="usage", description="API calls", meter_name="api_calls", quantity=D(20000), amount=D("12.00"))]
+             InvoiceLine(type="usage", description="API calls", meter_name="api_calls",
+                         quantity=D(20000), amount=D("12.00"))]
     assert [(line.type, line.quantity, line.amount) for line in ledger.difference(KEY, rated)] == [
         ("usage", D(20000), D("12.00")),
         ("minimum_charge", D(-1), D("-10.00")),

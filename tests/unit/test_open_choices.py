@@ -92,6 +92,8 @@ def test_a_gauge_sum_is_priced_in_the_schemes_time_unit_seconds_included(unit: s
     scheme: dict[str, Any] = {"scheme_type": "FLAT", "prices": [{"price": 1}]}
     if unit is not None:
         scheme["time_unit_name"] = unit
-    component = MeteredComponent.model_validate({"meter_name": "gb", "meter_display_name": "GB", "price_scheme": scheme})
+    component = MeteredComponent.model_validate(
+        {"meter_name": "gb", "meter_display_name": "GB", "price_scheme": scheme}
+    )
     gauge = Meter(name="gb", meter_type="GAUGE", is_incremental=False)
     assert billable_quantity(component, Decimal(7200), gauge) == quantity  # 1 GB for two hours

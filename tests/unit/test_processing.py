@@ -73,7 +73,9 @@ def usage(id: str, value: Any, time: str = "2026-03-05T00:00:00Z", **extra: Any)
 
 def test_valid_records_fold_into_the_period_series() -> None:
     p = make_processor()
-    result = p.process([record(0, usage("a", 2)), record(1, usage("b", 3)), record(2, usage("c", 5, "2026-02-20T00:00:00Z"))])
+    result = p.process(
+        [record(0, usage("a", 2)), record(1, usage("b", 3)), record(2, usage("c", 5, "2026-02-20T00:00:00Z"))]
+    )
     assert (result.folded, result.duplicates, result.dead_letters) == (3, 0, [])
     assert p.series[MARCH] == {"value": "5", "events": 2, "applied": position(1), "end": "2026-04-01T00:00:00Z"}
     assert p.series[FEBRUARY] == {"value": "5", "events": 1, "applied": position(2), "end": "2026-03-01T00:00:00Z"}

@@ -46,15 +46,21 @@ def test_periodic_reporting_takes_only_the_period_and_total_reporting_accumulate
         "peak": {"": Decimal(9)},
     }
     jan = period_totals(meters, series, series.keys(), JAN, JAN, FEB)
-    assert jan == {"calls": {"": Decimal(5)}, "seats": {"": Decimal(5)}, "users": {"": Decimal(2)}, "peak": {"": Decimal(9)}}
+    assert jan == {
+        "calls": {"": Decimal(5)}, "seats": {"": Decimal(5)}, "users": {"": Decimal(2)}, "peak": {"": Decimal(9)},
+    }
 
 
 def test_gauge_timelines_integrate_over_the_period_or_from_the_subscription_start() -> None:
     level = Meter(name="gb", meter_type="GAUGE", data_type="FLOAT", is_incremental=False)
-    lifetime = Meter(name="gb_life", meter_type="GAUGE", data_type="FLOAT", is_incremental=False, reporting_method="total")
+    lifetime = Meter(
+        name="gb_life", meter_type="GAUGE", data_type="FLOAT", is_incremental=False, reporting_method="total",
+    )
     timeline = empty_timeline()
     insert(timeline, JAN, Decimal(2), False, 1)
-    series = {series_table_key("acme", "gb", "", None): timeline, series_table_key("acme", "gb_life", "", None): timeline}
+    series = {
+        series_table_key("acme", "gb", "", None): timeline, series_table_key("acme", "gb_life", "", None): timeline,
+    }
     meters = {"gb": level, "gb_life": lifetime}
     feb = period_totals(meters, series, series.keys(), JAN, FEB, MAR)
     assert feb["gb"][""] == Decimal(2 * 28 * 86400)

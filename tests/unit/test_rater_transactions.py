@@ -33,7 +33,9 @@ def catalog() -> Catalog:
                                     "price_scheme": {"scheme_type": "FLAT", "prices": [{"price": 0.01}]}}],
         }],
         "customers": [{"name": "acme"}],
-        "subscriptions": [{"customer_name": "acme", "price_plan_name": "usage-plan", "start_time": "2026-01-01T00:00:00Z"}],
+        "subscriptions": [
+            {"customer_name": "acme", "price_plan_name": "usage-plan", "start_time": "2026-01-01T00:00:00Z"},
+        ],
     })
     assert problems == []
     return parsed

@@ -120,7 +120,9 @@ def test_annual_plan_with_monthly_base_price_charges_it_12_times() -> None:
     assert rated(p, {}, period=year) == [("base_price", D(12), D("120.00"))]
 
 
-@pytest.mark.parametrize(("index", "charged"), [(0, True), (1, False), (11, False), (12, True), (13, False), (24, True)])
+@pytest.mark.parametrize(
+    ("index", "charged"), [(0, True), (1, False), (11, False), (12, True), (13, False), (24, True)],
+)
 def test_monthly_plan_with_annual_base_price(index: int, charged: bool) -> None:
     p = plan([], period="monthly", base_price=120, base_price_frequency="annual")
     period = period_at_index(utc(2026, 1, 1), "monthly", index)

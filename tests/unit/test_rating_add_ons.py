@@ -153,7 +153,8 @@ def test_immediately_charged_add_ons_go_on_their_own_invoice_not_the_first_perio
 def test_immediate_lines_follow_the_first_period_rules() -> None:
     # A recurring immediate add-on owes what period 0 would have charged: here a 7-day final period.
     subscription = sub(("priority", 4), start=utc(2026, 2, 1), end=utc(2026, 2, 8))
-    assert [(line.quantity, str(line.amount)) for line in immediate_charge_lines(plan(), subscription)] == [(D(1), "5.00")]
+    immediate = immediate_charge_lines(plan(), subscription)
+    assert [(line.quantity, str(line.amount)) for line in immediate] == [(D(1), "5.00")]
 
 
 def test_no_immediate_add_ons_no_immediate_lines() -> None:

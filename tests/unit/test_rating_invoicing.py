@@ -29,7 +29,8 @@ def catalog(with_subscription: bool = True) -> Catalog:
                                     "price_scheme": {"scheme_type": "FLAT", "prices": [{"price": 0.01}]}}],
         }],
         "customers": [{"name": "acme"}],
-        "subscriptions": [{"customer_name": "acme", "price_plan_name": "trial-plan", "start_time": "2026-01-01T00:00:00Z",
+        "subscriptions": [{"customer_name": "acme", "price_plan_name": "trial-plan",
+                           "start_time": "2026-01-01T00:00:00Z",
                            "add_ons": [{"feature": "sso", "quantity": 2}]}] if with_subscription else [],
     }
     parsed, problems = parse_catalog(document)
@@ -78,4 +79,6 @@ def test_late_trial_split_corrects_usage_and_keeps_the_credit() -> None:
     ledger.record(first)
     correction = invoice_for(totals(3000, 1000, reason="late_usage"), catalog(), ledger, FEB1)
     assert correction is not None
-    assert [(line.type, line.quantity, str(line.amount)) for line in correction.lines] == [("usage", D(-1000), "-10.00")]
+    assert [(line.type, line.quantity, str(line.amount)) for line in correction.lines] == [
+        ("usage", D(-1000), "-10.00"),
+    ]

@@ -23,7 +23,8 @@ def plan(period: str = "monthly", component: dict[str, Any] | None = None, **ext
     return PricePlan.model_validate({
         "name": "p", "period": period,
         "metered_components": [{"meter_name": "gb", "meter_display_name": "GB",
-                                "price_scheme": {"scheme_type": "FLAT", "prices": [{"price": 1}]}, **(component or {})}],
+                                "price_scheme": {"scheme_type": "FLAT", "prices": [{"price": 1}]},
+                                **(component or {})}],
         **extra,
     })
 
@@ -85,7 +86,9 @@ def test_annual_plan_minimum_on_a_monthly_plan(index: int, lines: list[tuple[str
 def test_plan_minimum_pro_rated_in_a_short_final_period() -> None:
     # 7/28 of 100.00 = 25.00; usage 5.00 -> true-up 20.00
     p = plan(minimum_charge=100)
-    assert rated(p, 0, 5, start=utc(2026, 2, 1), end=utc(2026, 2, 8)) == [("usage", "5.00"), ("minimum_charge", "20.00")]
+    assert rated(p, 0, 5, start=utc(2026, 2, 1), end=utc(2026, 2, 8)) == [
+        ("usage", "5.00"), ("minimum_charge", "20.00"),
+    ]
 
 
 def test_plan_minimum_is_compared_with_the_rounded_lines() -> None:
@@ -94,7 +97,8 @@ def test_plan_minimum_is_compared_with_the_rounded_lines() -> None:
     p = PricePlan.model_validate({
         "name": "p", "period": "monthly", "minimum_charge": 1,
         "metered_components": [
-            {"meter_name": m, "meter_display_name": m, "price_scheme": {"scheme_type": "FLAT", "prices": [{"price": 0.001}]}}
+            {"meter_name": m, "meter_display_name": m,
+             "price_scheme": {"scheme_type": "FLAT", "prices": [{"price": 0.001}]}}
             for m in ("a", "b")
         ],
     })

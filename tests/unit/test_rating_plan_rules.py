@@ -44,7 +44,8 @@ def test_component_minimum_charge_frequency() -> None:
 
 @pytest.mark.parametrize(("change", "expected"), [
     ({"price": -1}, ("add_ons[0].price", "must not be negative")),
-    ({"price_scheme_type": "TIERED"}, ("add_ons[0].price_scheme_type", "must be FLAT (an add-on is charged price x quantity)")),
+    ({"price_scheme_type": "TIERED"},
+     ("add_ons[0].price_scheme_type", "must be FLAT (an add-on is charged price x quantity)")),
     ({"price_frequency": "daily"}, ("add_ons[0].price_frequency", FREQ)),
     ({"charge_frequency": "weekly"}, ("add_ons[0].charge_frequency", FREQ)),
     ({"limit": -1}, ("add_ons[0].limit", "must not be negative")),
@@ -54,7 +55,9 @@ def test_add_on_rules(change: dict[str, Any], expected: tuple[str, str]) -> None
 
 
 def test_an_add_on_feature_is_offered_once_and_descriptions_are_distinct() -> None:
-    assert problems(add_ons=[add_on("a"), add_on("a")]) == [("add_ons[1].feature.name", "offers the same feature twice")]
+    assert problems(add_ons=[add_on("a"), add_on("a")]) == [
+        ("add_ons[1].feature.name", "offers the same feature twice"),
+    ]
     twin = add_on("b", feature={"name": "b", "display_name": "a"})
     assert problems(add_ons=[add_on("a"), twin]) == [
         ("add_ons[1].feature.display_name", "is the display name of another add-on")]

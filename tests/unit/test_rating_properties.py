@@ -131,6 +131,9 @@ def test_charging_immediately_moves_first_period_add_on_charges_without_changing
     deferred = plan.model_copy(update={"add_ons": [
         a.model_copy(update={"immediately_charge": False}) for a in plan.add_ons or []]})
     moved = immediate_charge_lines(plan, inputs.subscription) + [line for line in rate(first) if line.type == "add_on"]
-    kept = [line for line in rate(RatingInput(plan=deferred, period=first.period, full_period_seconds=first.full_period_seconds,
-                                        usage={}, meters={}, subscription=inputs.subscription)) if line.type == "add_on"]
-    assert sorted((line.description, line.amount) for line in moved) == sorted((line.description, line.amount) for line in kept)
+    later = RatingInput(plan=deferred, period=first.period, full_period_seconds=first.full_period_seconds,
+                        usage={}, meters={}, subscription=inputs.subscription)
+    kept = [line for line in rate(later) if line.type == "add_on"]
+    assert sorted((line.description, line.amount) for line in moved) == sorted(
+        (line.description, line.amount) for line in kept
+    )

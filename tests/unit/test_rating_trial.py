@@ -57,7 +57,8 @@ def rated(price_plan: PricePlan, index: int, usage: dict[str, Any], in_trial: di
      (0, "day", None), (None, None, None)],
 )
 def test_trial_end(length: int | None, unit: str | None, end: datetime | None) -> None:
-    trial = Trial.model_validate({k: v for k, v in {"time_length": length, "time_unit_name": unit}.items() if v is not None})
+    given = {"time_length": length, "time_unit_name": unit}
+    trial = Trial.model_validate({k: v for k, v in given.items() if v is not None})
     assert trial_end(JAN1, trial) == end
 
 
@@ -145,8 +146,8 @@ def test_trial_and_a_short_final_period_together() -> None:
 
 
 def test_in_trial_usage_is_floored_at_zero() -> None:
-    assert rated(plan(trial={"time_length": 14, "time_unit_name": "day"}), 0, {"api_calls": 10}, {"api_calls": 50})[1] == (
-        "usage", D(0), "0.00")
+    fortnight = plan(trial={"time_length": 14, "time_unit_name": "day"})
+    assert rated(fortnight, 0, {"api_calls": 10}, {"api_calls": 50})[1] == ("usage", D(0), "0.00")
 
 
 def test_annual_plan_monthly_fee_one_month_trial_owes_exactly_eleven_fees() -> None:

@@ -743,7 +743,9 @@ def _fitting(schema: dict[str, Any], definitions: Mapping[str, Any], noise: int)
     if kind == "number":
         if "minimum" in schema:
             low = schema["minimum"]
-            at_least = st.one_of(st.integers(low, low + 1000), st.floats(min_value=low, allow_nan=False, allow_infinity=False))
+            at_least = st.one_of(
+                st.integers(low, low + 1000), st.floats(min_value=low, allow_nan=False, allow_infinity=False),
+            )
             return _mostly(at_least, NUMBERS, noise * 3)
         return NUMBERS
     if kind == "integer":

@@ -174,8 +174,8 @@ def test_every_error_is_reported_at_once(env: pytest.MonkeyPatch) -> None:
         "METERING_CLICKHOUSE_DATABASE": "billing; DROP TABLE x",
     })
     assert sorted(error.split(":")[0].split("=")[0] for error in errors) == [
-        "METERING_CLICKHOUSE_DATABASE", "METERING_GRACE_SECONDS", "METERING_LOCAL_DEMO", "METERING_MAX_RECORD_BYTES", "METERING_PARTITIONS",
-        "METERING_TOPIC_PREFX",
+        "METERING_CLICKHOUSE_DATABASE", "METERING_GRACE_SECONDS", "METERING_LOCAL_DEMO", "METERING_MAX_RECORD_BYTES",
+        "METERING_PARTITIONS", "METERING_TOPIC_PREFX",
     ]
 
 

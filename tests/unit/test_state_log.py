@@ -59,7 +59,9 @@ def views(state: StateLog) -> tuple[dict[str, Any], ...]:
 def test_a_replay_rebuilds_exactly_what_was_flushed() -> None:
     log, state = Changelog(), fresh()
     state.series[f"acme{SEP}calls{SEP}{SEP}2026-03-01T00:00:00Z"] = {"value": "5", "events": 2, "applied": 9}
-    state.series[f"bob{SEP}calls{SEP}{SEP}*"] = {"points": [["2026-03-01T00:00:00Z", "1", False]], "base": None, "applied": 3}
+    state.series[f"bob{SEP}calls{SEP}{SEP}*"] = {
+        "points": [["2026-03-01T00:00:00Z", "1", False]], "base": None, "applied": 3,
+    }
     state.seen[f"acme{SEP}calls{SEP}id-1"] = [9, "2026-03-01T00:00:00Z"]
     state.marks["bob"] = {"closed": {"s": 1}, "late": []}
     state.clock[partition_key(1)] = {"max_event_time": "2026-03-01T00:00:00Z"}

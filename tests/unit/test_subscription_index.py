@@ -36,7 +36,10 @@ subscriptions = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(subs=subscriptions, probes=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "z"]), st.integers(-5, 160)), max_size=20))
+@given(
+    subs=subscriptions,
+    probes=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "z"]), st.integers(-5, 160)), max_size=20),
+)
 def test_same_answers_as_the_catalog(subs: list[Subscription], probes: list[tuple[str, int]]) -> None:
     catalog = catalog_with(subs)
     index = SubscriptionIndex(lambda: catalog, lambda: 0)

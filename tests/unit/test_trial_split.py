@@ -25,7 +25,9 @@ TRIAL_DOC["price_plans"] = [{
          "price_scheme": {"scheme_type": "FLAT", "time_unit_name": "day", "prices": [{"price": 1}]}},
     ],
 }]
-TRIAL_DOC["subscriptions"] = [{"customer_name": "acme", "price_plan_name": "basic", "start_time": "2026-03-01T00:00:00Z"}]
+TRIAL_DOC["subscriptions"] = [
+    {"customer_name": "acme", "price_plan_name": "basic", "start_time": "2026-03-01T00:00:00Z"},
+]
 
 
 def record(offset: int, value: dict[str, Any]) -> Record:
