@@ -13,7 +13,6 @@ stops the thread makes `ready` false for good, so /readyz says so.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -212,8 +211,3 @@ def publish_catalog(settings: Settings, bootstrap: str, catalog: Catalog) -> int
     ]
     publish(settings, bootstrap, changes)
     return len(changes)
-
-
-def dump(entity: Entity) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(entity.model_dump_json(exclude_none=True))
-    return result

@@ -84,7 +84,7 @@ def parse_measurement(raw: Any, index: int | None) -> tuple[Measurement | None, 
 
 
 def judge(
-    measurements: list[Measurement], catalog: Catalog, received_at: datetime, limits: Limits, offset: int = 0,
+    measurements: list[Measurement], catalog: Catalog, received_at: datetime, limits: Limits,
     subscription_at: SubscriptionAt | None = None,
 ) -> tuple[list[list[Fact]], list[FieldError]]:
     all_facts: list[list[Fact]] = []
@@ -92,7 +92,7 @@ def judge(
     for index, measurement in enumerate(measurements):
         facts, problems = resolve(measurement, catalog, received_at, limits, subscription_at)
         all_facts.append(facts)
-        errors.extend(FieldError(index + offset, field, reason) for field, reason in problems)
+        errors.extend(FieldError(index, field, reason) for field, reason in problems)
     return all_facts, errors
 
 
