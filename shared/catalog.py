@@ -144,6 +144,8 @@ class Catalog:
 
 # ---- building and checking a whole catalog ---------------------------------
 
+Entity = Customer | Meter | PricePlan | Subscription
+
 MODELS: dict[str, type[Customer] | type[Meter] | type[PricePlan] | type[Subscription]] = {
     "customers": Customer,
     "meters": Meter,
@@ -163,14 +165,14 @@ def parse_catalog(document: dict[str, Any]) -> tuple[Catalog, list[Problem]]:
     return catalog, problems
 
 
-def apply_document(catalog: Catalog, document: dict[str, Any]) -> tuple[list[tuple[str, str, Any]], list[Problem]]:
+def apply_document(catalog: Catalog, document: dict[str, Any]) -> tuple[list[tuple[str, str, Entity]], list[Problem]]:
     """Judge a document's entities against `catalog` (changed in place; pass a copy).
 
     Returns the document's own entities as (kind, key, entity) changes, in reference
     order, and every problem; a name given twice in one document is a problem too.
     """
     problems: list[Problem] = []
-    changes: list[tuple[str, str, Any]] = []
+    changes: list[tuple[str, str, Entity]] = []
     seen: set[tuple[str, str]] = set()
     unknown = set(document) - set(KINDS)
     for kind in sorted(unknown):
@@ -269,7 +271,7 @@ def _overlaps(a: Subscription, b: Subscription) -> bool:
     return a.start_time < b_end and b.start_time < a_end
 
 
-def entities(catalog: Catalog) -> Iterable[tuple[str, str, Customer | Meter | PricePlan | Subscription]]:
+def entities(catalog: Catalog) -> Iterable[tuple[str, str, Entity]]:
     """Every entity as (kind, key, entity), in an order that satisfies references."""
     for name, meter in catalog.meters.items():
         yield "meters", name, meter

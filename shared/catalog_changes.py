@@ -13,11 +13,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from shared.catalog import Catalog, Problem
-from shared.models import Customer, Meter, PricePlan, Subscription
+from shared.catalog import Catalog, Entity, Problem
+from shared.models import PricePlan, Subscription
 from shared.models.json_types import UtcDateTime
-
-Entity = Customer | Meter | PricePlan | Subscription
 
 MAX_LISTED = 10  # dependents named in a reason; the rest are counted
 

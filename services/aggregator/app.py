@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import faust
+from faust.types import TopicT
 
 from services.infra import topics
 from services.infra.partitioning import table_partitioner
@@ -15,13 +15,13 @@ from services.settings import Settings
 @dataclass
 class Declarations:
     app: faust.App
-    measurements: Any
-    period_totals: Any
-    dead_letters: Any
-    limit_events: Any
+    measurements: TopicT
+    period_totals: TopicT
+    dead_letters: TopicT
+    limit_events: TopicT
     # The state log (state_log.py): one partition per input partition, written by us
     # and read back by state_reader.py when a partition is assigned.
-    state: Any
+    state: TopicT
 
 
 def declare(settings: Settings, bootstrap: str) -> Declarations:
@@ -56,7 +56,7 @@ def declare(settings: Settings, bootstrap: str) -> Declarations:
         key_serializer="raw",
         value_serializer="raw",
     )
-    def raw_topic(spec: topics.TopicSpec) -> Any:
+    def raw_topic(spec: topics.TopicSpec) -> TopicT:
         # Raw bytes in and out: decoding is ours, so undecodable input is dead-lettered
         # with a reason instead of being skipped inside Faust.
         return app.topic(

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 from prometheus_client import Counter
 from pydantic import ValidationError
 
@@ -84,7 +83,7 @@ class InvoiceStore:
             log.exception("invoice store stopped")
             self.failed = error
 
-    def _store(self, messages: list[Any]) -> None:
+    def _store(self, messages: list[Message]) -> None:
         """Insert the batch's invoices, dead-letter the rest, then commit the offsets."""
         rows = []
         letters = []
@@ -107,10 +106,10 @@ class InvoiceStore:
             self._dead_letter(letters)
         self._consumer.commit(asynchronous=False)
 
-    def _dead_letter(self, letters: list[tuple[Any, str]]) -> None:
+    def _dead_letter(self, letters: list[tuple[Message, str]]) -> None:
         failures: list[KafkaError] = []
 
-        def delivered(error: KafkaError | None, _: Any) -> None:
+        def delivered(error: KafkaError | None, _: Message) -> None:
             if error is not None:
                 failures.append(error)
 
@@ -120,8 +119,7 @@ class InvoiceStore:
                 extra={"topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
                        "reason": reason},
             )
-            copy = dead_letters.letter(reason, message.topic(), message.partition(), message.offset(),
-                                       message.key(), message.value())
+            copy = dead_letters.of_message(reason, message)
             self._producer.produce(self._dead_letters_topic, key=copy.key, value=copy.value,
                                    headers=copy.headers, on_delivery=delivered)
         undelivered = self._producer.flush(DELIVERY_TIMEOUT_SECONDS)

@@ -8,19 +8,21 @@ all the offset commit) can never overtake an earlier one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from typing import Any
+
+from faust.types import RecordMetadata, TopicT
 
 
 class Outbox:
     def __init__(self) -> None:
-        self._pending: list[Awaitable[Any]] = []
+        self._pending: list[Awaitable[RecordMetadata]] = []
 
     async def send(
-        self, topic: Any, key: bytes | None, value: bytes | None,
-        headers: Sequence[tuple[str, Any]] | None = None, partition: int | None = None,
-    ) -> Awaitable[Any]:
-        future: Awaitable[Any] = await topic.send(key=key, value=value, headers=headers, partition=partition)
+        self, topic: TopicT, key: bytes | None, value: bytes | None,
+        headers: list[tuple[str, Any]] | None = None, partition: int | None = None,
+    ) -> Awaitable[RecordMetadata]:
+        future = await topic.send(key=key, value=value, headers=headers, partition=partition)
         self._pending.append(future)
         return future
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import faust
-from aiohttp.web import Response
+from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.aggregator.writer import StoreWriter
@@ -19,18 +18,18 @@ def add_pages(
     app: faust.App, writer: StoreWriter, api_key: bytes | None, checks: Callable[[], dict[str, bool]],
 ) -> None:
     @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
+    async def healthz(web: View, request: Request) -> Response:
         return web.json({"status": "alive"})
 
     @app.page("/readyz")
-    async def readyz(web: Any, request: Any) -> Any:
+    async def readyz(web: View, request: Request) -> Response:
         results = checks()
         results["store"] = await asyncio.to_thread(writer.ping)
         status = 200 if all(results.values()) else 503
         return web.json({"ready": status == 200, "checks": results}, status=status)
 
     @app.page("/store/{name}")
-    async def store_read(web: Any, request: Any, name: str) -> Any:
+    async def store_read(web: View, request: Request, name: str) -> Response:
         """Named read queries over the store this process owns (see infra/queries.py)."""
         if not authorized(request.headers.get("Authorization"), api_key):
             return web.json(error_body("unauthorized"), status=401)
@@ -45,5 +44,5 @@ def add_pages(
         return web.json(result)
 
     @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(web: View, request: Request) -> Response:
+        return web.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -24,12 +25,10 @@ from prometheus_client import Counter
 from services.infra import topics
 from services.infra.kafka_config import consumer_config, producer_config
 from services.settings import Settings
-from shared.catalog import MODELS, Catalog, entities
-from shared.models import Customer, Meter, PricePlan, Subscription
+from shared.catalog import MODELS, Catalog, Entity, entities
+from shared.models import Subscription
 
 log = logging.getLogger(__name__)
-
-Entity = Customer | Meter | PricePlan | Subscription
 
 SKIPPED = Counter(
     "metering_catalog_records_skipped_total",
@@ -186,7 +185,7 @@ def _skip(part: str, message: str, *args: object) -> None:
     log.error(message, *args)
 
 
-def publish(settings: Settings, bootstrap: str, changes: list[tuple[str, str, Entity | None]]) -> None:
+def publish(settings: Settings, bootstrap: str, changes: Sequence[tuple[str, str, Entity | None]]) -> None:
     """Write entities (or deletions, as None) to the catalog topic and wait for the broker."""
     producer = Producer(producer_config(bootstrap))
     failures: list[str] = []
@@ -206,8 +205,6 @@ def publish(settings: Settings, bootstrap: str, changes: list[tuple[str, str, En
 
 
 def publish_catalog(settings: Settings, bootstrap: str, catalog: Catalog) -> int:
-    changes: list[tuple[str, str, Entity | None]] = [
-        (kind, key, entity) for kind, key, entity in entities(catalog)
-    ]
+    changes = list(entities(catalog))
     publish(settings, bootstrap, changes)
     return len(changes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from confluent_kafka import Message
 from pydantic import ValidationError
 
 from shared.errors import field_errors
@@ -49,6 +50,14 @@ def letter(
         key = None if key is None else key[:MAX_KEY_BYTES]
         value = None if value is None else value[: MAX_COPY_BYTES - len(key or b"")]
     return Letter(key, value, _headers(reason, topic, partition, offset) + extra)
+
+
+def of_message(reason: str, message: Message) -> Letter:
+    """The dead letter of a record a confluent-kafka consumer read."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:  # only error events lack them
+        raise ValueError(f"not a consumed record: topic {topic}, partition {partition}, offset {offset}")
+    return letter(reason, topic, partition, offset, message.key(), message.value())
 
 
 def _headers(reason: str, topic: str, partition: int, offset: int) -> Headers:

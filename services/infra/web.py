@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -19,8 +19,15 @@ from starlette.responses import JSONResponse
 RETRY_AFTER_SECONDS = "5"
 
 
-def problem(field: str, reason: str) -> dict[str, Any]:
+class Problem(TypedDict):
     """One entry of an error body's `errors`."""
+
+    index: NotRequired[int]  # the measurement's position, in a batch's errors
+    field: str
+    reason: str
+
+
+def problem(field: str, reason: str) -> Problem:
     return {"field": field, "reason": reason}
 
 
@@ -28,7 +35,7 @@ def error_body(
     error: str,
     *,
     reason: str | None = None,
-    errors: Sequence[Mapping[str, Any]] | None = None,
+    errors: Sequence[Problem] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"error": error}
@@ -44,7 +51,7 @@ def error_response(
     error: str,
     *,
     reason: str | None = None,
-    errors: Sequence[Mapping[str, Any]] | None = None,
+    errors: Sequence[Problem] | None = None,
     extra: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:

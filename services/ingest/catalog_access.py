@@ -30,8 +30,8 @@ from services.infra.catalog_view import entity_key, publish
 from services.infra.web import BodyTooLarge, error_response, problem, read_limited
 from services.ingest.validation import BodyError, parse_body, too_deep
 from services.settings import Settings
-from shared.catalog import Catalog, Problem
-from shared.catalog_changes import Entity, key_of, table
+from shared.catalog import Catalog, Entity, Problem
+from shared.catalog_changes import key_of, table
 from shared.errors import field_errors
 from shared.models import Customer, Meter, PricePlan, Subscription
 

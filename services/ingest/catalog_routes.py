@@ -40,8 +40,8 @@ from services.ingest.metrics import CATALOG_REQUESTS
 from services.ingest.openapi import body_doc, entity_doc, entity_schema, error_docs, list_doc
 from services.ingest.routing import RawPathRoute
 from services.settings import Settings
-from shared.catalog import Catalog, entity_problems
-from shared.catalog_changes import Entity, dropped_add_ons, in_use, key_of, subscription_key, table
+from shared.catalog import Catalog, Entity, entity_problems
+from shared.catalog_changes import dropped_add_ons, in_use, key_of, subscription_key, table
 from shared.models import Subscription
 
 

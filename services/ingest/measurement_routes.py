@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.infra import topics
-from services.infra.web import BodyTooLarge, error_response, problem, read_limited
+from services.infra.web import BodyTooLarge, Problem, error_response, problem, read_limited
 from services.ingest.fast_path import FastPath
 from services.ingest.metrics import DELIVERY, EVENTS, QUEUE, REJECTIONS, REQUESTS, field_label
 from services.ingest.openapi import batch_doc, measurement_doc
@@ -201,7 +201,7 @@ def _reject(route: str, status: int, error: str, errors: list[FieldError], count
 
 
 def _refuse(
-    route: str, status: int, error: str, errors: list[dict[str, Any]] | None = None,
+    route: str, status: int, error: str, errors: list[Problem] | None = None,
     *, reason: str | None = None, extra: dict[str, Any] | None = None,
 ) -> Response:
     REQUESTS.labels(route, str(status)).inc()

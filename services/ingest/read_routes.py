@@ -18,7 +18,7 @@ from services.infra.web import error_response, problem
 from services.ingest.routing import RawPathRoute
 from shared.catalog import Catalog
 from shared.entitlements import entitlements
-from shared.models import PricePlan, Subscription
+from shared.models import Meter, PricePlan, Subscription
 from shared.models.json_types import format_utc
 from shared.money import decimal_text
 from shared.periods import Period, period_at_index, period_containing
@@ -224,7 +224,7 @@ class ReadRoutes:
 
 
 def _from_points(
-    meter: Any, points: list[dict[str, Any]], spans: list[tuple[datetime, datetime]], start: datetime, end: datetime
+    meter: Meter, points: list[dict[str, Any]], spans: list[tuple[datetime, datetime]], start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
     """Gauges and running totals: rebuild each series' timeline and use the aggregator's math."""
     timelines: dict[str, dict[str, Any]] = {}

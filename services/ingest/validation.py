@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.infra.web import Problem
 from shared.catalog import Catalog
 from shared.errors import field_errors
 from shared.models import Measurement
@@ -22,11 +23,10 @@ class FieldError:
     field: str
     reason: str
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"field": self.field, "reason": self.reason}
-        if self.index is not None:
-            out = {"index": self.index, **out}
-        return out
+    def as_json(self) -> Problem:
+        if self.index is None:
+            return {"field": self.field, "reason": self.reason}
+        return {"index": self.index, "field": self.field, "reason": self.reason}
 
 
 def parse_body(body: bytes, *, allow_constants: bool = True) -> Any:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
@@ -107,7 +107,7 @@ class Rater:
             producer.flush(10)
             self.view.stop()
 
-    def _transact(self, producer: Producer, consumer: Consumer, ledger: Ledger, messages: list[Any]) -> None:
+    def _transact(self, producer: Producer, consumer: Consumer, ledger: Ledger, messages: list[Message]) -> None:
         """Rate a batch; its invoices, dead letters and consumer offsets commit together.
 
         A record that can never be rated is dead-lettered in the same transaction that
@@ -154,14 +154,13 @@ class Rater:
                 extra={"invoice_id": invoice.invoice_id, "customer_name": invoice.customer_name},
             )
 
-    def _dead_letter(self, producer: Producer, message: Any, letter: DeadLetter) -> None:
+    def _dead_letter(self, producer: Producer, message: Message, letter: DeadLetter) -> None:
         log.warning(
             "dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), letter.reason,
             extra={"topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
                    "reason": letter.reason},
         )
-        copy = dead_letters.letter(letter.reason, message.topic(), message.partition(), message.offset(),
-                                   message.key(), message.value())
+        copy = dead_letters.of_message(letter.reason, message)
         producer.produce(self.dead_letters_topic, key=copy.key, value=copy.value, headers=copy.headers)
 
     def _charge_immediately(self, producer: Producer, ledger: Ledger) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from services.infra.dead_letters import MAX_COPY_BYTES, MAX_REASON_CHARS, letter
+import pytest
+from confluent_kafka import Message
+
+from services.infra.dead_letters import MAX_COPY_BYTES, MAX_REASON_CHARS, letter, of_message
 
 
 def test_a_letter_keeps_key_and_bytes_and_says_why_and_where() -> None:
@@ -34,3 +37,13 @@ def test_a_record_near_the_broker_limit_is_cut_so_its_dead_letter_fits() -> None
     assert (copy.key or b"").startswith(b"k") and (copy.value or b"").startswith(b"v")
     assert dict(copy.headers)["truncated_from"] == b"1048000"
     assert dict(copy.headers)["original_offset"] == b"7"
+
+
+def test_a_consumed_message_gives_the_same_letter_as_its_parts() -> None:
+    message = Message(topic="t", partition=1, offset=42, key=b"k", value=b"{}")
+    assert of_message("value: bad", message) == letter("value: bad", "t", 1, 42, b"k", b"{}")
+
+
+def test_a_message_without_a_position_is_refused_naming_what_it_lacks() -> None:
+    with pytest.raises(ValueError, match="not a consumed record: topic t, partition None, offset None"):
+        of_message("r", Message(topic="t", key=b"k", value=b"{}"))
