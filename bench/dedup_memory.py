@@ -18,7 +18,7 @@ import multiprocessing
 import random
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def measure(bootstrap: str, root: Path, ids: int, new: int = 100_000, retries: i
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         seed_s = pool.apply(_seed, (settings, ids))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rng = random.Random(5)
     with Stack(settings, log_dir=settings.data_dir / "logs") as stack:
         publish_bench_catalog(stack.settings, stack.bootstrap, CUSTOMERS, now - timedelta(days=40))
@@ -106,8 +106,9 @@ def measure(bootstrap: str, root: Path, ids: int, new: int = 100_000, retries: i
         sample = [customer_name(i) for i in range(0, CUSTOMERS, 50)]
         exact = sum(
             1 for customer in sample
-            if sum(int(float(row["value"])) for row in store_totals(stack, customer) if row["meter_name"] == "api_calls")
-            == expected[customer]
+            if sum(
+                int(float(row["value"])) for row in store_totals(stack, customer) if row["meter_name"] == "api_calls"
+            ) == expected[customer]
         )
         memory = memory_kib(stack.children["aggregator"].pid)
         restarted = stack.children["aggregator"].pid != pid

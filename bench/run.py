@@ -24,7 +24,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,8 @@ import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench import ceiling as ceiling_mod
-from bench import dedup_memory, hostile_load
-from bench import stream_ceiling
-from bench.catalog import METERS, PLAN_NAME, customer_name, publish_bench_catalog
+from bench import dedup_memory, hostile_load, stream_ceiling
+from bench.catalog import METERS, PLAN_NAME, publish_bench_catalog
 from bench.load import ClientPlan, percentile, run_clients
 from bench.pipeline import IngestOnlyStack, LagReader, auth, bench_settings, store_totals, wait_accepted
 from bench.procs import CpuMeter, machine, memory_kib
@@ -77,7 +76,8 @@ class Sizes:
 # docs/benchmarks.md); --latency-seconds / --sustained-events make them longer.
 FULL = Sizes(
     ceiling_messages=1_000_000, stream_messages=100_000, ingest_seconds=20.0, ingest_clients=2, ingest_concurrency=4,
-    e2e_customers=1_000, latency_rate=10_000, low_rate=500, low_seconds=30.0, latency_seconds=10.0, sustained_events=200_000,
+    e2e_customers=1_000, latency_rate=10_000, low_rate=500, low_seconds=30.0, latency_seconds=10.0,
+    sustained_events=200_000,
     big_customers=100_000, hostile_records=20_000, dedup_ids=10_000_000,
 )
 QUICK = Sizes(
@@ -151,7 +151,7 @@ class Bench:
     def ingest(self) -> None:
         sizes = self.sizes
         settings = bench_settings(self.bootstrap, self.root, "ingest")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         start = now - timedelta(days=1)
         event_time = utc_text(now - timedelta(seconds=5))
         with IngestOnlyStack(settings, log_dir=settings.data_dir / "logs") as stack:
@@ -204,12 +204,12 @@ class Bench:
     def e2e(self) -> None:
         sizes = self.sizes
         settings = bench_settings(self.bootstrap, self.root, "e2e")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         start = now - timedelta(days=1)
         with Stack(settings, log_dir=settings.data_dir / "logs") as stack:
             names = publish_bench_catalog(stack.settings, stack.bootstrap, sizes.e2e_customers + 1, start)
             probe, customers = names[-1], names[:-1]
-            event_time = utc_text(datetime.now(timezone.utc))
+            event_time = utc_text(datetime.now(UTC))
             wait_accepted(stack, customers[-1], "e2e", event_time)
             wait_accepted(stack, probe, "e2e-probe", event_time)
             pids = self.stack_pids(stack)
@@ -242,7 +242,7 @@ class Bench:
                 self.results["latency"] = latency
                 log.info("latency: %s", latency)
                 # -- sustained: as fast as the pipeline goes, HTTP to queryable
-                event_time = utc_text(datetime.now(timezone.utc))
+                event_time = utc_text(datetime.now(UTC))
                 plans = self._plans(stack, customers, "e2e", event_time, events=sizes.sustained_events)
                 backlog = lag.lag()  # normally 0: the latency phase drained
                 cpu = CpuMeter(pids)
@@ -282,7 +282,7 @@ class Bench:
         """Memory, then rating, on one pipeline with the big catalog."""
         sizes = self.sizes
         settings = bench_settings(self.bootstrap, self.root, "big")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         start = (now - timedelta(days=1)).replace(microsecond=0)
         ensure_topics(settings, self.bootstrap)
         published = time.monotonic()
@@ -290,7 +290,7 @@ class Bench:
         catalog_s = time.monotonic() - published
         with Stack(settings, log_dir=settings.data_dir / "logs") as stack:
             pids = self.stack_pids(stack)
-            event_time = utc_text(datetime.now(timezone.utc))
+            event_time = utc_text(datetime.now(UTC))
             wait_accepted(stack, names[-1], "big", event_time, timeout=300)
             warm = LagReader(stack.bootstrap, f"{stack.settings.kafka.consumer_group_prefix}-aggregator",
                              topics.name(stack.settings, topics.MEASUREMENTS))
@@ -307,7 +307,7 @@ class Bench:
         before = memory_kib(aggregator)
         measurements = topics.name(stack.settings, topics.MEASUREMENTS)
         group = f"{stack.settings.kafka.consumer_group_prefix}-aggregator"
-        event_time = utc_text(datetime.now(timezone.utc))
+        event_time = utc_text(datetime.now(UTC))
         producer = Producer(producer_config(
             stack.bootstrap, extra={"compression.type": "lz4", "queue.buffering.max.messages": 1_000_000}
         ))
@@ -360,7 +360,7 @@ class Bench:
         from shared.periods import period_at_index
 
         period = period_at_index(start, "monthly", 0)
-        watermark = datetime.now(timezone.utc)
+        watermark = datetime.now(UTC)
         records = []
         for i, name in enumerate(names):
             event = PeriodTotals(
@@ -412,8 +412,9 @@ class Bench:
         self.results["dedup"] = dedup_memory.measure(self.bootstrap, self.root, self.sizes.dedup_ids)
 
     def hostile(self) -> None:
-        self.results["hostile_small"] = hostile_load.measure(self.bootstrap, self.root, self.sizes.hostile_records, heavy=False)
-        self.results["hostile"] = hostile_load.measure(self.bootstrap, self.root, self.sizes.hostile_records, heavy=True)
+        records = self.sizes.hostile_records
+        self.results["hostile_small"] = hostile_load.measure(self.bootstrap, self.root, records, heavy=False)
+        self.results["hostile"] = hostile_load.measure(self.bootstrap, self.root, records, heavy=True)
 
     # ---- the whole run ------------------------------------------------------------
 
@@ -452,7 +453,7 @@ async def fixed_load(stack: Stack, customers: list[str], probe: str, rate: int, 
     """
     interval = BATCH / rate
     batches = max(int(seconds * rate / BATCH), 1)
-    event_time = utc_text(datetime.now(timezone.utc))
+    event_time = utc_text(datetime.now(UTC))
     run = f"lat-{uuid.uuid4().hex[:6]}"
     bodies = []
     for k in range(batches):
@@ -624,10 +625,12 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
 
 def _dedup_row(d: dict[str, Any], sizes: Sizes) -> Row:
     return Row(
-        "dedup_memory", f"Memory: aggregator peak RSS, {d.get('ids_in_window', sizes.dedup_ids):,} ids in the dedup window",
+        "dedup_memory",
+        f"Memory: aggregator peak RSS, {d.get('ids_in_window', sizes.dedup_ids):,} ids in the dedup window",
         d.get("peak_rss_mib") if d.get("drained") else None, "MiB", None, 1024.0, "<=",
         f"METERING_DEDUP_IDS=store; {d.get('retries_of_old_ids', 0):,} retries of old ids, "
-        f"{d.get('dedup_hits', 0):,.0f} caught; {d.get('totals_exact', 0)} of {d.get('totals_checked', 0)} totals exact; "
+        f"{d.get('dedup_hits', 0):,.0f} caught; "
+        f"{d.get('totals_exact', 0)} of {d.get('totals_checked', 0)} totals exact; "
         f"RSS after loading the filters {d.get('rss_after_filters_mib', 0):,.0f} MiB",
     )
 
@@ -636,7 +639,8 @@ def _hostile_row(key: str, h: dict[str, Any], mix: str) -> Row:
     return Row(
         key, f"Hostile load ({mix}): dead letters while folding", h.get("dead_letters_per_s"), "letters/s",
         None, None, None,
-        f"{h.get('records', 0):,} records ({h.get('megabytes', 0):.0f} MB), {h.get('records_per_s', 0):,.0f} records/s, "
+        f"{h.get('records', 0):,} records ({h.get('megabytes', 0):.0f} MB), "
+        f"{h.get('records_per_s', 0):,.0f} records/s, "
         f"{h.get('valid_per_s', 0):,.0f} valid/s folded, {h.get('totals_checked', 0)} totals "
         + ("exact" if h.get("totals_exact") else "NOT exact")
         + ("; the aggregator RESTARTED" if h.get("aggregator_restarted") else ""),
@@ -671,7 +675,7 @@ def main(argv: list[str]) -> int:
     overrides = {"latency_seconds": args.latency_seconds, "sustained_events": args.sustained_events,
                  "big_customers": args.big_customers}
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:4]
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:4]
     root = ROOT / ".metering" / "bench" / run_id
     bench = Bench(sizes, root, args.profile, args.timeout)
     started = time.monotonic()
@@ -684,7 +688,7 @@ def main(argv: list[str]) -> int:
     document = {
         "command": "python -m bench " + " ".join(argv),
         "mode": "quick" if args.quick else "full",
-        "finished_at": utc_text(datetime.now(timezone.utc)),
+        "finished_at": utc_text(datetime.now(UTC)),
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": machine(),
         "sizes": sizes.__dict__,

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
+from services.aggregator.dedup import first_carriers
 from services.aggregator.faults import Faults
 from services.aggregator.limits import LimitWatch
-from services.aggregator.dedup import first_carriers
 from services.aggregator.metrics import DEAD_LETTERS, DEDUP_HITS, DEDUP_LOOKUPS, EVENTS, INGEST_TO_STORED
 from services.aggregator.outbox import Outbox
 from services.aggregator.processing import DeadLetter, Processor, Record, parse_series_table_key
@@ -112,7 +112,9 @@ class BatchHandler:
         EVENTS.labels("dead_lettered").inc(len(result.dead_letters))
         EVENTS.labels("forwarded").inc(len(result.forwards))
 
-    def _watermark_rows(self, records: list[Record], max_event_time: dict[int, datetime], now: datetime) -> list[list[Any]]:
+    def _watermark_rows(
+        self, records: list[Record], max_event_time: dict[int, datetime], now: datetime,
+    ) -> list[list[Any]]:
         rows = []
         for partition, event_time in max_event_time.items():
             clock_key = partition_key(partition)

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, MutableMapping
+from typing import Any
 
 import numpy as np
 
@@ -214,7 +215,8 @@ def filter_from_store(
     ).result_rows[0][0]))
     slices = max(1, -(-count // SLICE_IDS))
     for index in range(slices):
-        h1, h2 = read(lambda client: id_hashes(client, topic, partition, since, slices, index))
+        # read() runs the lambda before the loop moves on, so the late binding is harmless.
+        h1, h2 = read(lambda client: id_hashes(client, topic, partition, since, slices, index))  # noqa: B023
         built.add_hashes(h1, h2)
     return built
 
@@ -228,4 +230,6 @@ def first_carriers(client: Any, keys: list[str], since: datetime) -> dict[str, i
         "AND event_time >= {since:DateTime64(6)} GROUP BY customer_name, meter_name, id",
         parameters={"keys": tuples, "since": since},
     ).result_rows
-    return {SEP.join([customer, meter, measurement_id]): int(position) for customer, meter, measurement_id, position in rows}
+    return {
+        SEP.join([customer, meter, measurement_id]): int(position) for customer, meter, measurement_id, position in rows
+    }

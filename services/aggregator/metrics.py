@@ -10,8 +10,12 @@ DEDUP_HITS = Counter("metering_aggregator_dedup_hits_total", "Measurements dropp
 # true duplicates of old ids plus the filter's false positives. A rate that climbs
 # towards the folded rate means the filters are too small for the ids in the window.
 DEDUP_LOOKUPS = Counter("metering_aggregator_dedup_store_lookups_total", "Ids looked up in the store to deduplicate")
-DEAD_LETTERS = Counter("metering_aggregator_dead_letters_total", "Records dead-lettered, by failing field", ["reason_field"])
-CONSUMER_LAG = Gauge("metering_aggregator_consumer_lag", "Records not yet processed, per input partition", ["partition"])
+DEAD_LETTERS = Counter(
+    "metering_aggregator_dead_letters_total", "Records dead-lettered, by failing field", ["reason_field"],
+)
+CONSUMER_LAG = Gauge(
+    "metering_aggregator_consumer_lag", "Records not yet processed, per input partition", ["partition"],
+)
 WATERMARK_LAG = Gauge(
     "metering_aggregator_watermark_lag_seconds", "Wall clock minus the event-time watermark", ["partition"]
 )
@@ -20,7 +24,9 @@ FLUSH = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 ROWS = Counter("metering_aggregator_clickhouse_rows_total", "Rows written to ClickHouse", ["table"])
-STORE_ERRORS = Counter("metering_aggregator_clickhouse_errors_total", "Failed ClickHouse writes (per attempt)", ["table"])
+STORE_ERRORS = Counter(
+    "metering_aggregator_clickhouse_errors_total", "Failed ClickHouse writes (per attempt)", ["table"],
+)
 INGEST_TO_STORED = Histogram(
     "metering_aggregator_ingest_to_stored_seconds", "From the record's produce time to its totals being stored",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),

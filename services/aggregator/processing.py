@@ -154,8 +154,8 @@ class Processor:
                     continue
                 try:
                     facts = self._facts(item.measurement, record.timestamp)
-                except Exception:
-                    continue  # process() judges it again, and dead-letters what it raises
+                except Exception:  # noqa: BLE001 - process() judges it again, and dead-letters what it raises
+                    continue
                 self._judged[(record.partition, record.offset, item.index)] = facts
                 if isinstance(facts, str) or (
                     self.partition_of is not None and self.partition_of(facts[0].customer_name) != record.partition
@@ -192,7 +192,9 @@ class Processor:
             if problem is not None:
                 if item.index is not None and raw is None:
                     raw = item_values(record.value or b"") or []
-                value = raw[item.index] if raw is not None and item.index is not None and item.index < len(raw) else None
+                value: bytes | None = None
+                if raw is not None and item.index is not None and item.index < len(raw):
+                    value = raw[item.index]
                 result.dead_letters.append(DeadLetter(record, problem, item.index, value))
 
     def _take(self, record: Record, item: Item, result: BatchResult) -> str | None:
@@ -237,11 +239,14 @@ class Processor:
         return hit
 
     def _covering(self, catalog: Catalog, customer: str, at: datetime) -> Any:
-        return catalog.subscription_at(customer, at) if self.subscription_at is None else self.subscription_at(customer, at)
+        if self.subscription_at is None:
+            return catalog.subscription_at(customer, at)
+        return self.subscription_at(customer, at)
 
     def _facts(self, measurement: Measurement, received_at: datetime) -> list[Fact] | str:
         facts, problems = resolve(measurement, self.catalog(), received_at, self.limits, self.subscription_at)
-        if problems and not self._refreshed and any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems):
+        unknown_name = any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems)
+        if problems and not self._refreshed and unknown_name:
             # Another service may have just added the entity: catch up, once per batch
             # (a catch-up can take seconds; a stream of unknown names must not stall).
             self._refreshed = True

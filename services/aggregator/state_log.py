@@ -190,7 +190,9 @@ class StateLog:
         futures: list[Awaitable[Any]] = []
         for partition, ops in ops_by_partition.items():
             futures.extend(await self._append(send, partition, ops))
-        checkpoints = [p for p, log in self._logs.items() if log.bytes > max(2 * log.checkpoint_bytes, MIN_CHECKPOINT_BYTES)]
+        checkpoints = [
+            p for p, log in self._logs.items() if log.bytes > max(2 * log.checkpoint_bytes, MIN_CHECKPOINT_BYTES)
+        ]
         await asyncio.gather(*futures)
         written = len(futures)
         for partition in checkpoints:

@@ -17,7 +17,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from services.infra.kafka_config import consumer_config
 
 
-def read_partition(bootstrap: str, topic: str, partition: int, timeout: float = 120.0) -> list[tuple[bytes, bytes | None]]:
+def read_partition(
+    bootstrap: str, topic: str, partition: int, timeout: float = 120.0,
+) -> list[tuple[bytes, bytes | None]]:
     """The latest value of every key in the partition (None for a deleted key)."""
     consumer = Consumer(consumer_config(bootstrap, "metering-state-reader", extra={"enable.partition.eof": True}))
     try:

@@ -149,7 +149,9 @@ class Ticker:
             return None
         return period_containing(subscription.start_time, plan.period, cutoff, subscription.end_time).start
 
-    async def observe_lag(self, consumer: Any, topic: str, processed: dict[int, int], owned: set[int], now: datetime) -> None:
+    async def observe_lag(
+        self, consumer: Any, topic: str, processed: dict[int, int], owned: set[int], now: datetime,
+    ) -> None:
         for partition in owned:
             tp = TP(topic, partition)
             highwater = consumer.highwater(tp)

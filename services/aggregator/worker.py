@@ -127,7 +127,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         """The partition's id filter, from the first carriers in the store (dedup.py)."""
         if not isinstance(dedup, StoreDedup):
             return
-        since = datetime.now(timezone.utc) - dedup_window - COMPACTION_MARGIN
+        since = datetime.now(UTC) - dedup_window - COMPACTION_MARGIN
         built = await asyncio.to_thread(
             filter_from_store, writer.read, measurements_topic, partition, since, dedup.filter_bytes)
         dedup.load(partition, built)

@@ -10,8 +10,8 @@ import random
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -20,7 +20,14 @@ from services.infra.catalog_view import publish_catalog
 from services.infra.stack import Stack
 from shared.catalog import parse_catalog
 from tests.e2e.streaming import (
-    KINDS, await_totals, delivery_order, measurements, produce, scenario_catalog, subscription_window, utc_now,
+    KINDS,
+    await_totals,
+    delivery_order,
+    measurements,
+    produce,
+    scenario_catalog,
+    subscription_window,
+    utc_now,
 )
 from tests.support.oracle import MeterSpec, expected_totals
 from tests.support.pipeline import pipeline_settings
@@ -29,7 +36,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    kafka_bootstrap: str, clickhouse_url: str | None, tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     root: Path = tmp_path_factory.mktemp("dedup_store")
     settings = pipeline_settings(
         kafka_bootstrap, clickhouse_url, root, tag="dds",
@@ -50,7 +59,8 @@ def _kill_aggregator(stack: Stack) -> None:
 def test_duplicates_beyond_memory_are_found_in_the_store_through_sigkills(stack: Stack) -> None:
     rng = random.Random(11)
     customer = f"dds-{uuid.uuid4().hex[:6]}"
-    meters = [MeterSpec(f"{customer}-{i}", t, a, inc) for i, (t, a, inc) in enumerate(KINDS[:3] + KINDS[5:6] + KINDS[7:8])]
+    kinds = [*KINDS[:3], *KINDS[5:6], *KINDS[7:8]]
+    meters = [MeterSpec(f"{customer}-{i}", t, a, inc) for i, (t, a, inc) in enumerate(kinds)]
     now = utc_now()
     start, periods = subscription_window(now)
     catalog, problems = parse_catalog(scenario_catalog(customer, meters, start))
@@ -69,7 +79,9 @@ def test_duplicates_beyond_memory_are_found_in_the_store_through_sigkills(stack:
             _kill_aggregator(stack)
     expected = expected_totals(meters, records, periods, open_index=1)
     stored = await_totals(stack, customer, expected, timeout=180)
-    differing = {k: (stored.get(k), expected.get(k)) for k in set(stored) | set(expected) if stored.get(k) != expected.get(k)}
+    differing = {
+        k: (stored.get(k), expected.get(k)) for k in set(stored) | set(expected) if stored.get(k) != expected.get(k)
+    }
     assert differing == {}, "(stored, expected) differ"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ def test_migrations_apply_once_in_order(store_settings: Settings) -> None:
 
 
 def _raw(customer: str, measurement_id: str, value: str, offset: int) -> list[Any]:
-    at = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 5, tzinfo=UTC)
     return [customer, "api_calls", measurement_id, "", Decimal(value), "", at, {"k": customer}, False, "m", 0, offset,
             offset * 2**20]
 
@@ -51,7 +51,7 @@ def test_replayed_writes_change_nothing_and_newest_total_wins(store_settings: Se
     writer.write_raw(rows)  # a replay after a crash
     assert queries.measurement_count(client, {"customer_name": "acme"}) == {"count": 5}
 
-    start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
     for version, value in [(3, "3000"), (4, "5000"), (3, "3000")]:  # old version replayed last
         writer.write_totals([["acme", "api_calls", "", start, end, Decimal(value), version + 1, version]])
     totals = queries.period_totals(client, {"customer_name": "acme"})
@@ -92,7 +92,7 @@ def test_a_period_sum_of_the_largest_accepted_values_fits_the_store(store_settin
     client = connect(store_settings)
     apply_migrations(client)
     writer = StoreWriter(client)
-    start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
     largest = Decimal("99999999999999999999999999.999999999999")  # 26 integer, 12 fractional digits
     # Far more values than a period can hold at any plausible rate, all at the maximum.
     total = largest * 10**30
@@ -112,7 +112,7 @@ def test_the_store_rebuilds_the_id_filter_and_places_first_carriers(
     rows = [_raw(name, f"id-{i}", "1", i) for i, name in enumerate(HOSTILE)]
     writer.write_raw(rows)
     writer.write_raw([_raw(HOSTILE[0], "id-0", "1", 9)])  # the same id again, later (outside a window)
-    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    since = datetime(2026, 1, 1, tzinfo=UTC)
     h1, h2 = id_hashes(client, "m", 0, since)
     rebuilt = IdFilter(4096)
     rebuilt.add_hashes(h1, h2)
@@ -120,11 +120,11 @@ def test_the_store_rebuilds_the_id_filter_and_places_first_carriers(
     assert all(rebuilt.might_contain(key) for key in keys) and len(h1) == len(HOSTILE) + 1  # id-0 twice
     assert not rebuilt.might_contain(dedup_key("acme", "api_calls", "id-0"))
     assert id_hashes(client, "m", 1, since)[0].size == 0  # another partition's ids are not ours
-    assert id_hashes(client, "m", 0, datetime(2026, 2, 1, tzinfo=timezone.utc))[0].size == 0  # outside the window
+    assert id_hashes(client, "m", 0, datetime(2026, 2, 1, tzinfo=UTC))[0].size == 0  # outside the window
     sliced = [id_hashes(client, "m", 0, since, 3, index)[0] for index in range(3)]
     assert sorted(int(h) for part in sliced for h in part) == sorted(int(h) for h in h1)  # slices: a partition
     monkeypatch.setattr(dedup, "SLICE_IDS", 2)  # several slices even here
     from_store = filter_from_store(writer.read, "m", 0, since, 4096)
     assert bytes(from_store._array) == bytes(rebuilt._array) and from_store.added == len(h1)
-    found = first_carriers(client, keys + [dedup_key("nobody", "api_calls", "x")], since)
+    found = first_carriers(client, [*keys, dedup_key("nobody", "api_calls", "x")], since)
     assert found == {key: i * 2**20 for i, key in enumerate(keys)}

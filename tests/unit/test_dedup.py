@@ -28,7 +28,9 @@ def test_keys_added_from_their_hashes_set_the_same_bits_as_keys_added_one_by_one
     for key in keys:
         one_by_one.add(key)
     halves = [_halves(key) for key in keys]
-    at_once.add_hashes(np.array([h[0] for h in halves], dtype=np.uint64), np.array([h[1] for h in halves], dtype=np.uint64))
+    at_once.add_hashes(
+        np.array([h[0] for h in halves], dtype=np.uint64), np.array([h[1] for h in halves], dtype=np.uint64),
+    )
     assert bytes(one_by_one._array) == bytes(at_once._array)
     assert at_once.added == one_by_one.added == 500
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from services.aggregator.processing import (
 from shared.catalog import Catalog, parse_catalog
 from shared.resolution import Limits
 
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 SUB = "acme@2026-01-01T00:00:00+00:00"
 MARCH = "acme" + SEP + "api_calls" + SEP + "" + SEP + "2026-03-01T00:00:00Z"
 FEBRUARY = "acme" + SEP + "api_calls" + SEP + "" + SEP + "2026-02-01T00:00:00Z"
@@ -83,7 +83,7 @@ def test_valid_records_fold_into_the_period_series() -> None:
     assert p.dedup.recent == {dedup_key("acme", "api_calls", "a"): (position(0), 0),
                               dedup_key("acme", "api_calls", "b"): (position(1), 0),
                               dedup_key("acme", "api_calls", "c"): (position(2), 0)}
-    assert result.max_event_time == {0: datetime(2026, 3, 5, tzinfo=timezone.utc)}
+    assert result.max_event_time == {0: datetime(2026, 3, 5, tzinfo=UTC)}
     assert [row[2] for row in result.raw_rows] == ["a", "b", "c"]
     assert result.late_periods == set()
 
@@ -220,12 +220,12 @@ def test_max_event_time_per_partition() -> None:
         record(0, usage("c", 1, "2026-03-06T00:00:00Z"), partition=1),
         record(2, usage("d", 1, "2026-03-01T00:00:00Z"), partition=0),
     ])
-    assert result.max_event_time == {0: datetime(2026, 3, 7, tzinfo=timezone.utc),
-                                     1: datetime(2026, 3, 6, tzinfo=timezone.utc)}
+    assert result.max_event_time == {0: datetime(2026, 3, 7, tzinfo=UTC),
+                                     1: datetime(2026, 3, 6, tzinfo=UTC)}
 
 
 def test_series_table_key_round_trips_even_with_the_separator_in_a_label() -> None:
-    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
     assert parse_series_table_key(series_table_key("acme", "api_calls", "zone=a", start)) == (
         "acme", "api_calls", "zone=a", "2026-03-01T00:00:00Z"
     )
