@@ -68,7 +68,6 @@ class BatchHandler:
             since = self.dedup_since(now)
             self.processor.dedup.answers = await asyncio.to_thread(
                 self.writer.read, lambda client: first_carriers(client, suspects, since))
-            self.processor.dedup.lookups += len(suspects)
             DEDUP_LOOKUPS.inc(len(suspects))
         result = self.processor.process(records)
 

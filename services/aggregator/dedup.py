@@ -104,7 +104,6 @@ class StoreDedup:
     filters: dict[int, IdFilter] = field(default_factory=dict)
     recent: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (position, partition)
     answers: dict[str, int] = field(default_factory=dict)  # this batch's store lookups
-    lookups: int = 0  # keys looked up in the store, for the metrics
 
     def first(self, key: str) -> int | None:
         """The first carrier's position, or None for an id new in the window."""
@@ -157,7 +156,6 @@ class LogDedup:
 
     seen: MutableMapping[str, Any]
     answers: dict[str, int] = field(default_factory=dict)  # never filled: nothing to look up
-    lookups: int = 0
 
     def first(self, key: str) -> int | None:
         hit = self.seen.get(key)
