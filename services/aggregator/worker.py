@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,21 +24,21 @@ import faust
 from services.aggregator.app import Declarations, declare
 from services.aggregator.batches import BatchHandler
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
-from services.aggregator.dedup import Dedup, LogDedup, StoreDedup, filter_from_store
+from services.aggregator.dedup import Dedup, LogDedup, StoreDedup
 from services.aggregator.faults import Faults
 from services.aggregator.invoice_store import InvoiceStore
 from services.aggregator.limits import LimitWatch
+from services.aggregator.loading import PartitionLoader
 from services.aggregator.pages import add_pages
 from services.aggregator.processing import Processor, Record
 from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
-from services.aggregator.state_reader import read_partition
 from services.aggregator.ticks import COMPACTION_MARGIN, Ticker
 from services.aggregator.writer import StoreWriter
 from services.infra import topics
 from services.infra.catalog_view import CatalogView
 from services.infra.clickhouse_store import apply_migrations, connect
-from services.infra.partitioning import customer_partition, partition_key
+from services.infra.partitioning import customer_partition
 from services.settings import Settings
 from shared.resolution import Limits, SubscriptionIndex
 
@@ -89,16 +90,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     )
     # The catalog's subscription_at scans every subscription; this index is rebuilt per catalog change.
     subscription_at = SubscriptionIndex(lambda: view.catalog, lambda: view.version)
-    processor = Processor(
-        catalog=lambda: view.catalog,
-        refresh_catalog=lambda: view.sync(10.0),
-        limits=Limits(
-            max_future=timedelta(seconds=settings.event_time.max_future_seconds),
-            dedup_window=timedelta(days=settings.event_time.dedup_window_days),
-        ),
-        series=state.series, dedup=dedup, closed_through=closer.closed_through,
-        subscription_at=subscription_at, partition_of=partition_of,
-    )
+    processor = _processor(settings, view, state, dedup, closer, subscription_at, partition_of)
     projection = Projection(catalog=lambda: view.catalog, series=state.series, closer=closer)
     measurements_topic = topics.name(settings, topics.MEASUREMENTS)
 
@@ -121,31 +113,11 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     lock = asyncio.Lock()
     housekept = [time.monotonic()]
 
-    state_topic = topics.name(settings, topics.AGGREGATOR_STATE)
-
-    async def load_filter(partition: int) -> None:
-        """The partition's id filter, from the first carriers in the store (dedup.py)."""
-        if not isinstance(dedup, StoreDedup):
-            return
-        since = datetime.now(UTC) - dedup_window - COMPACTION_MARGIN
-        built = await asyncio.to_thread(
-            filter_from_store, writer.read, measurements_topic, partition, since, dedup.filter_bytes)
-        dedup.load(partition, built)
-        log.info("id filter of partition %d: %d ids of the dedup window", partition, built.added)
-
-    async def ensure_loaded(partitions: set[int]) -> None:
-        """Read the state of partitions just assigned to this worker (once per assignment)."""
-        missing = partitions - state.loaded
-        for partition in sorted(missing):
-            records = await asyncio.to_thread(read_partition, bootstrap, state_topic, partition)
-            state.load(partition, records)
-            await load_filter(partition)
-            clock = state.clock.get(partition_key(partition))
-            if clock is not None:
-                watermarks.observe(partition, datetime.fromisoformat(clock["max_event_time"]), started)
-        if missing:
-            index.rebuild(list(state.series.keys()))
-            log.info("loaded the state of partitions %s (%d series)", sorted(missing), len(state.series))
+    loader = PartitionLoader(
+        bootstrap=bootstrap, state_topic=topics.name(settings, topics.AGGREGATOR_STATE),
+        measurements_topic=measurements_topic, state=state, dedup=dedup, index=index, watermarks=watermarks,
+        writer=writer, dedup_window=dedup_window, started=started,
+    )
 
     def owned() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == measurements_topic}
@@ -165,7 +137,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
             try:
                 records = [_record(e.message) for e in events]
                 async with lock:
-                    await ensure_loaded({r.partition for r in records})
+                    await loader.ensure_loaded({r.partition for r in records})
                     await handler.handle(records)
             except Exception:  # noqa: BLE001 - any failure stops the worker unacked; fatal() logs it
                 fatal("measurement batch failed")
@@ -173,10 +145,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         async with lock:
-            gone = {tp.partition for tp in revoked if tp.topic == measurements_topic}
-            state.forget(gone)
-            if isinstance(dedup, StoreDedup):
-                dedup.forget(gone)
+            loader.forget({tp.partition for tp in revoked if tp.topic == measurements_topic})
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
     async def tick() -> None:
@@ -185,28 +154,19 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         try:
             async with lock:
                 mine = owned()
-                await ensure_loaded(mine)
+                await loader.ensure_loaded(mine)
                 now = datetime.now(UTC)
                 await ticker.close_periods(mine, now)
                 if time.monotonic() - housekept[0] >= settings.event_time.housekeeping_seconds:
                     await ticker.housekeep(mine)
-                    if isinstance(dedup, StoreDedup):
-                        for partition in sorted(p for p in mine if p in dedup.filters and dedup.filters[p].full):
-                            await load_filter(partition)  # rebuilt from the window alone: older ids drop out
+                    await loader.refresh_full_filters(mine)
                     housekept[0] = time.monotonic()
                 await ticker.observe_lag(app.consumer, measurements_topic, handler.processed, mine, now)
         except Exception:  # noqa: BLE001 - any failure stops the worker unacked; fatal() logs it
             fatal("period close failed")
 
-    add_pages(
-        app, writer,
-        settings.http.api_key.get_secret_value().encode() if settings.http.api_key else None,
-        lambda: {
-            "catalog": view.ready,
-            "invoice_store": invoices.failed is None,
-            "assigned": not app.rebalancing and bool(app.assignor.assigned_actives()),
-        },
-    )
+    add_pages(app, writer, settings.http.api_key.get_secret_value().encode() if settings.http.api_key else None,
+              lambda: _readiness(app, view, invoices))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_side_services(app_: Any, **kwargs: Any) -> None:
@@ -214,6 +174,30 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         view.stop()
 
     return d
+
+
+def _readiness(app: faust.App, view: CatalogView, invoices: InvoiceStore) -> dict[str, bool]:
+    return {
+        "catalog": view.ready,
+        "invoice_store": invoices.failed is None,
+        "assigned": not app.rebalancing and bool(app.assignor.assigned_actives()),
+    }
+
+
+def _processor(
+    settings: Settings, view: CatalogView, state: StateLog, dedup: Dedup, closer: Closer,
+    subscription_at: SubscriptionIndex, partition_of: Callable[[str], int],
+) -> Processor:
+    return Processor(
+        catalog=lambda: view.catalog,
+        refresh_catalog=lambda: view.sync(10.0),
+        limits=Limits(
+            max_future=timedelta(seconds=settings.event_time.max_future_seconds),
+            dedup_window=timedelta(days=settings.event_time.dedup_window_days),
+        ),
+        series=state.series, dedup=dedup, closed_through=closer.closed_through,
+        subscription_at=subscription_at, partition_of=partition_of,
+    )
 
 
 def dedup_for(settings: Settings, state: StateLog) -> Dedup:
