@@ -29,13 +29,14 @@ from services.aggregator.faults import Faults
 from services.aggregator.limits import LimitWatch
 from services.aggregator.metrics import DEAD_LETTERS, DEDUP_HITS, DEDUP_LOOKUPS, EVENTS, INGEST_TO_STORED
 from services.aggregator.outbox import Outbox
-from services.aggregator.processing import DeadLetter, Processor, Record, parse_series_table_key
+from services.aggregator.processing import DeadLetter, Processor, Record
 from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
 from services.aggregator.writer import StoreWriter
 from services.infra.partitioning import partition_key
 from shared.metrics_labels import field_label
 from shared.models.json_types import format_utc
+from shared.series_keys import parse_series_table_key
 
 log = logging.getLogger("metering.aggregator")
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.aggregator.processing import SEP
-from services.aggregator.quantities import totals_with_trial
 from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog
 from shared.models import PricePlan, Subscription
 from shared.models.invoice import PeriodTotals
 from shared.periods import Period, period_at_index
+from shared.quantities import totals_with_trial
+from shared.series_keys import SEP
 from shared.trial import trial_end
 
 

@@ -10,12 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 from services.aggregator.closing import SeriesIndex
-from services.aggregator.quantities import period_totals
 from shared.catalog import Catalog
 from shared.entitlements import limit_exceeded_events
 from shared.models.events import LimitExceededEvent
 from shared.models.json_types import format_utc
 from shared.periods import period_containing
+from shared.quantities import period_totals
 from shared.resolution import SubscriptionAt
 
 log = logging.getLogger("metering.aggregator")

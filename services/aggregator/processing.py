@@ -28,20 +28,18 @@ from typing import Any
 from services.aggregator.dedup import Dedup
 from services.aggregator.envelopes import Item, decode, item_values
 from services.infra import dead_letters
-from services.infra.partitioning import SEPARATOR
 from shared.catalog import Catalog
 from shared.folding import empty_state, fold
 from shared.models import Measurement, Subscription
-from shared.models.json_types import format_utc
 from shared.models.measurement import measurement_json, utc_text
 from shared.periods import Period, period_containing
 from shared.resolution import Fact, Limits, SubscriptionAt, resolve
+from shared.series_keys import SEP, TRIAL_SUFFIX, dedup_key, series_table_key
 from shared.timeline import empty_timeline, insert, is_order_dependent
 from shared.trial import trial_end
 
 log = logging.getLogger(__name__)
 
-SEP = SEPARATOR.decode()
 PERIOD_MEMO_SIZE = 10_000  # distinct (anchor, frequency, end) triples remembered by a Processor
 # Positions order the items of a partition: offset, then index inside an envelope (a
 # record under the broker's 1 MB limit cannot hold 2**20 items).
@@ -96,30 +94,6 @@ class BatchResult:
     folded: int = 0
     late_periods: set[tuple[str, str, int]] = field(default_factory=set)  # customer, sub key, index
     max_event_time: dict[int, datetime] = field(default_factory=dict)
-
-
-TIMELINE = "*"
-# Usage before a trial's end, in the period the trial ends in, is kept apart so the
-# rater can bill only what came after it (see quantities.totals_with_trial).
-TRIAL_SUFFIX = "~trial"
-
-
-def series_table_key(customer: str, meter: str, series: str, period_start: datetime | None) -> str:
-    """Period state key; `period_start=None` keys the series' whole timeline instead."""
-    period = TIMELINE if period_start is None else format_utc(period_start)
-    return SEP.join([customer, meter, series, period])
-
-
-def parse_series_table_key(key: str) -> tuple[str, str, str, str]:
-    # The series part is built from producers' label values, which may themselves
-    # contain the separator; customer and meter come first, the period start last.
-    customer, meter, rest = key.split(SEP, 2)
-    series, start = rest.rsplit(SEP, 1)
-    return customer, meter, series, start
-
-
-def dedup_key(customer: str, meter: str, measurement_id: str) -> str:
-    return SEP.join([customer, meter, measurement_id])
 
 
 @dataclass

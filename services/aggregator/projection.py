@@ -14,9 +14,9 @@ from functools import partial
 from typing import Any
 
 from services.aggregator.closing import Closer
-from services.aggregator.processing import TIMELINE, TRIAL_SUFFIX, parse_series_table_key
-from services.aggregator.quantities import period_totals, timeline_periods
 from shared.catalog import Catalog
+from shared.quantities import period_totals, timeline_periods
+from shared.series_keys import TIMELINE, TRIAL_SUFFIX, parse_series_table_key
 
 Row = list[Any]
 

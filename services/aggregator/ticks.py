@@ -25,7 +25,7 @@ from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.faults import Faults
 from services.aggregator.metrics import CONSUMER_LAG, PERIODS, WATERMARK_LAG
 from services.aggregator.outbox import Outbox
-from services.aggregator.processing import SEP, TIMELINE, copy_timeline, parse_series_table_key
+from services.aggregator.processing import copy_timeline
 from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
 from services.aggregator.writer import StoreWriter
@@ -33,6 +33,7 @@ from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog
 from shared.models.json_types import format_utc
 from shared.periods import period_containing
+from shared.series_keys import SEP, TIMELINE, parse_series_table_key
 from shared.timeline import compact
 
 log = logging.getLogger("metering.aggregator")

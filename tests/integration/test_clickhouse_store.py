@@ -11,11 +11,11 @@ import pytest
 
 from services.aggregator import dedup
 from services.aggregator.dedup import IdFilter, filter_from_store, first_carriers, id_hashes
-from services.aggregator.processing import dedup_key
 from services.aggregator.writer import StoreWriter
 from services.infra import queries
 from services.infra.clickhouse_store import apply_migrations, connect, migrations
 from services.settings import ClickHouseSettings, Settings
+from shared.series_keys import dedup_key
 
 pytestmark = pytest.mark.clickhouse
 

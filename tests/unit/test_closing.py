@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
-from services.aggregator.processing import series_table_key
 from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog, parse_catalog
+from shared.series_keys import series_table_key
 from tests.support.instants import utc
 
 STARTED = utc(2026, 1, 1)

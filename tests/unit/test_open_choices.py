@@ -9,9 +9,9 @@ from typing import Any
 import pydantic
 import pytest
 
-from services.aggregator.processing import SEP
 from shared.models import Measurement, Meter, MeteredComponent
 from shared.rating import billable_quantity
+from shared.series_keys import SEP
 from shared.timeline import counter_quantity, empty_timeline, insert, is_order_dependent
 from tests.support.instants import utc
 from tests.unit.test_processing import DOCUMENT, NOW, make_catalog, make_processor, record, usage

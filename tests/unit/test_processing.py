@@ -10,17 +10,10 @@ from typing import Any
 import pytest
 
 from services.aggregator.dedup import IdFilter, StoreDedup
-from services.aggregator.processing import (
-    SEP,
-    Processor,
-    Record,
-    dedup_key,
-    parse_series_table_key,
-    position,
-    series_table_key,
-)
+from services.aggregator.processing import Processor, Record, position
 from shared.catalog import Catalog, parse_catalog
 from shared.resolution import Limits
+from shared.series_keys import SEP, dedup_key, parse_series_table_key, series_table_key
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 SUB = "acme@2026-01-01T00:00:00+00:00"

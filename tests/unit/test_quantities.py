@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from services.aggregator.processing import series_table_key
-from services.aggregator.quantities import period_totals
 from shared.models import Meter
+from shared.quantities import period_totals
+from shared.series_keys import series_table_key
 from shared.timeline import empty_timeline, insert
 
 JAN = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,13 +13,13 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from services.aggregator.processing import TIMELINE, TRIAL_SUFFIX, parse_series_table_key
 from shared import timeline as timelines
 from shared.catalog import Catalog
 from shared.models import Meter
 from shared.models.json_types import format_utc
 from shared.periods import Period, period_at_index, period_index_at
 from shared.rating import PRECISION
+from shared.series_keys import TIMELINE, TRIAL_SUFFIX, parse_series_table_key
 
 Totals = dict[str, dict[str, Decimal]]  # meter -> series -> quantity
 
