@@ -69,6 +69,7 @@ class Sizes:
     big_customers: int  # memory and rating
     hostile_records: int
     dedup_ids: int
+    dedup_stream: int  # new measurements folded beside dedup_stream / 2 retries of old ids
 
 
 # The offered 10k/s load and the sustained run are sized so that the whole run ends in
@@ -78,12 +79,12 @@ FULL = Sizes(
     ceiling_messages=1_000_000, stream_messages=100_000, ingest_seconds=20.0, ingest_clients=2, ingest_concurrency=4,
     e2e_customers=1_000, latency_rate=10_000, low_rate=500, low_seconds=30.0, latency_seconds=10.0,
     sustained_events=200_000,
-    big_customers=100_000, hostile_records=20_000, dedup_ids=10_000_000,
+    big_customers=100_000, hostile_records=20_000, dedup_ids=10_000_000, dedup_stream=100_000,
 )
 QUICK = Sizes(
     ceiling_messages=100_000, stream_messages=20_000, ingest_seconds=4.0, ingest_clients=2, ingest_concurrency=4,
     e2e_customers=100, latency_rate=10_000, low_rate=500, low_seconds=6.0, latency_seconds=5.0, sustained_events=60_000,
-    big_customers=2_000, hostile_records=3_000, dedup_ids=200_000,
+    big_customers=2_000, hostile_records=1_000, dedup_ids=200_000, dedup_stream=6_000,
 )
 BATCH = 1_000
 
@@ -409,7 +410,9 @@ class Bench:
         log.info("rating: %s", self.results["rating"])
 
     def dedup(self) -> None:
-        self.results["dedup"] = dedup_memory.measure(self.bootstrap, self.root, self.sizes.dedup_ids)
+        sizes = self.sizes
+        self.results["dedup"] = dedup_memory.measure(
+            self.bootstrap, self.root, sizes.dedup_ids, new=sizes.dedup_stream, retries=sizes.dedup_stream // 2)
 
     def hostile(self) -> None:
         records = self.sizes.hostile_records
