@@ -16,6 +16,7 @@ service it is.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import resource
 from collections.abc import Iterable, Iterator
@@ -36,8 +37,15 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 def exposition() -> bytes:
     """What /metrics answers: this process's metrics, or, in a group, the group's."""
     directory = os.environ.get(METRICS_VARIABLE)
-    registry = REGISTRY if directory is None else group_registry(directory, os.getppid())
+    registry = REGISTRY if directory is None else group_registry(directory, _group_parent())
     return generate_latest(registry)
+
+
+def _group_parent() -> int:
+    # The process that started this worker, even once it is gone (os.getppid() would then
+    # name whichever process adopted the orphan); outside a worker, this process.
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None and parent.pid is not None else os.getpid()
 
 
 @functools.cache
