@@ -137,7 +137,7 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 def _open_fds(pid: int, proc: Path) -> int:
     try:
-        return len(os.listdir(proc / str(pid) / "fd"))
+        return sum(1 for _ in (proc / str(pid) / "fd").iterdir())
     except OSError:
         return 0
 

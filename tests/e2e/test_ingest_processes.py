@@ -6,17 +6,18 @@ stopped with requests in flight."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -43,7 +44,7 @@ ACCEPTED = re.compile(r'^metering_ingest_events_total\{outcome="accepted"\} ([0-
 def group(pipeline_settings: Settings) -> Iterator[Stack]:
     settings = pipeline_settings.updated(http={"ingest_processes": 2})
     with Stack(settings, log_dir=settings.data_dir / "logs", services=("ingest",)) as stack:
-        catalog, problems = parse_catalog(worked_example_catalog(datetime.now(timezone.utc) - timedelta(days=2)))
+        catalog, problems = parse_catalog(worked_example_catalog(datetime.now(UTC) - timedelta(days=2)))
         assert problems == []
         publish_catalog(stack.settings, stack.bootstrap, catalog)
         yield stack
@@ -94,10 +95,8 @@ def _until_each_answered(stack: Stack, pids: set[int], timeout: float = 90.0) ->
     deadline = time.monotonic() + timeout
     answers: list[dict[str, object]] = []
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # a process starting or stopping meanwhile
             answers += _ready_answers(stack)
-        except httpx.HTTPError:
-            pass  # a process starting or stopping meanwhile
         if pids <= {a["process"] for a in answers}:
             return answers
         time.sleep(0.2)
@@ -152,7 +151,7 @@ class Senders:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _running: list[threading.Thread] = field(default_factory=list)
 
-    def start(self) -> "Senders":
+    def start(self) -> Senders:
         self._running = [threading.Thread(target=self._send, args=(n,), daemon=True) for n in range(self.threads)]
         for thread in self._running:
             thread.start()
