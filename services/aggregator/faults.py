@@ -4,7 +4,10 @@ Off unless METERING_FAULT_FILE names a control file. A test arms a step by writi
 name into the file; the worker kills itself (SIGKILL, no clean-up, exactly a crash) the
 next time it reaches that step with work to do, after writing "fired <step>" into the
 file, so the restarted worker runs on. One stack can thus be crashed at every step in turn.
-The steps are those of the numbered flush orders in batches.py and ticks.py.
+The steps are those of the numbered flush orders in batches.py and ticks.py, and the two
+steps of a partition handover in worker.py (tests/e2e/test_handover_crashes.py): a worker
+told its partitions are revoked, and a worker that has just read the state of partitions
+assigned to it, before it folds anything of theirs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 POINTS = ("after_forward", "after_store", "after_state", "after_period_totals", "after_close_state")
+HANDOVER_POINTS = ("on_revoke", "after_load")
 
 
 class Faults:

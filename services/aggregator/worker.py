@@ -130,6 +130,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         if missing:
             index.rebuild(list(state.series.keys()))
             log.info("loaded the state of partitions %s (%d series, %d ids)", sorted(missing), len(state.series), len(state.seen))
+        faults.reached("after_load", len(missing))
 
     def owned() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == measurements_topic}
@@ -157,7 +158,9 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         async with lock:
-            state.forget({tp.partition for tp in revoked if tp.topic == measurements_topic})
+            partitions = {tp.partition for tp in revoked if tp.topic == measurements_topic}
+            faults.reached("on_revoke", len(partitions))
+            state.forget(partitions)
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
     async def tick() -> None:
