@@ -4,6 +4,8 @@ Off unless METERING_FAULT_FILE names a control file. A test arms a step by writi
 name into the file; the worker kills itself (SIGKILL, no clean-up, exactly a crash) the
 next time it reaches that step with work to do, after writing "fired <step>" into the
 file, so the restarted worker runs on. One stack can thus be crashed at every step in turn.
+"<step> <n>" arms a crash loop: the step kills n times, each restarted worker included
+(the file counts down: "<step> <n-1>", ..., "fired <step>").
 The steps are those of the numbered flush orders in batches.py and ticks.py, and the two
 steps of a partition handover in worker.py (tests/e2e/test_handover_crashes.py): a worker
 told its partitions are revoked, and a worker that has just read the state of partitions
@@ -37,11 +39,12 @@ class Faults:
         if self._control is None or work == 0:
             return
         try:
-            armed = self._control.read_text().strip()
+            armed, _, times = self._control.read_text().strip().partition(" ")
         except OSError:
             return
         if armed != point:
             return
-        self._control.write_text(f"fired {point}")
+        left = int(times or 1) - 1
+        self._control.write_text(f"{point} {left}" if left > 0 else f"fired {point}")
         log.warning("fault injection: SIGKILL at %s", point)
         os.kill(os.getpid(), signal.SIGKILL)
