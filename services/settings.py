@@ -40,6 +40,7 @@ OTHER_VARIABLES = {
     "METERING_TEST_DOCKER": "tests/conftest.py: run the tests against Docker containers",
     "METERING_SEEDS_DIR": "tests/unit/seed_schemas.py: where the reference seeds are",
     "METERING_FUZZ_SEED": "tests/e2e/test_kafka_fuzz.py: replays a fuzz run's seed",
+    "METERING_STRESS": "tests/e2e/test_unique_count_scale.py: runs the stress sizes (make stress-unique)",
     "METERING_TOOLS_CACHE": "deploy/ci/install-ops-tools.sh: where the ops tools are cached",
     "METERING_IMAGE": "deploy/compose.yaml: the image tag to run",
 }

@@ -4,7 +4,12 @@ Off unless METERING_FAULT_FILE names a control file. A test arms a step by writi
 name into the file; the worker kills itself (SIGKILL, no clean-up, exactly a crash) the
 next time it reaches that step with work to do, after writing "fired <step>" into the
 file, so the restarted worker runs on. One stack can thus be crashed at every step in turn.
-The steps are those of the numbered flush orders in batches.py and ticks.py.
+"<step> <n>" arms a crash loop: the step kills n times, each restarted worker included
+(the file counts down: "<step> <n-1>", ..., "fired <step>").
+The steps are those of the numbered flush orders in batches.py and ticks.py, and the two
+steps of a partition handover in worker.py (tests/e2e/test_handover_crashes.py): a worker
+told its partitions are revoked, and a worker that has just read the state of partitions
+assigned to it, before it folds anything of theirs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 POINTS = ("after_forward", "after_store", "after_state", "after_period_totals", "after_close_state")
+HANDOVER_POINTS = ("on_revoke", "after_load")
 
 
 class Faults:
@@ -33,11 +39,12 @@ class Faults:
         if self._control is None or work == 0:
             return
         try:
-            armed = self._control.read_text().strip()
+            armed, _, times = self._control.read_text().strip().partition(" ")
         except OSError:
             return
         if armed != point:
             return
-        self._control.write_text(f"fired {point}")
+        left = int(times or 1) - 1
+        self._control.write_text(f"{point} {left}" if left > 0 else f"fired {point}")
         log.warning("fault injection: SIGKILL at %s", point)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.aggregator.closing import SeriesIndex, Watermarks
 from services.aggregator.dedup import Dedup, StoreDedup, filter_from_store
+from services.aggregator.faults import Faults
 from services.aggregator.state_log import StateLog
 from services.aggregator.state_reader import read_partition
 from services.aggregator.ticks import COMPACTION_MARGIN
@@ -35,6 +36,7 @@ class PartitionLoader:
     writer: StoreWriter
     dedup_window: timedelta
     started: datetime
+    faults: Faults
 
     async def ensure_loaded(self, partitions: set[int]) -> None:
         """Read the state of partitions just assigned to this worker (once per assignment)."""
@@ -49,6 +51,7 @@ class PartitionLoader:
         if missing:
             self.index.rebuild(list(self.state.series.keys()))
             log.info("loaded the state of partitions %s (%d series)", sorted(missing), len(self.state.series))
+        self.faults.reached("after_load", len(missing))
 
     async def load_filter(self, partition: int) -> None:
         """The partition's id filter, from the first carriers in the store (dedup.py)."""

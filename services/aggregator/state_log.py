@@ -120,6 +120,11 @@ class StateLog:
             log.bytes += len(value)
             for op in json.loads(value):
                 self._apply(op)
+        # Values logged before a crash that came before their series' state: the replay
+        # folds their measurements again (see _series_ops).
+        for series_key in [k for k, v in self.series.data.items() if v.keys() == {"uniques"}]:
+            del self.series.data[series_key]
+            self._uniques_logged.pop(series_key, None)
         log.checkpoint_bytes = log.bytes
         self._logs[partition] = log
         self.loaded.add(partition)
@@ -206,11 +211,16 @@ class StateLog:
         if uniques is None:
             yield ["s", key, state]
             return
-        yield ["s", key, {k: v for k, v in state.items() if k != "uniques"}]
+        # The values first, the state with its `applied` position last: the values may
+        # span several records, and a crash between them must not leave a position in
+        # the log that covers values which are not (their measurements would be skipped
+        # as applied on replay and never counted). Values without their position are
+        # harmless: the replay folds those measurements again into the same set.
         logged = self._uniques_logged.get(key, 0)
         values = list(uniques)[logged:] if logged else list(uniques)
         for start in range(0, len(values), UNIQUES_PER_OP):
             yield ["u", key, values[start:start + UNIQUES_PER_OP]]
+        yield ["s", key, {k: v for k, v in state.items() if k != "uniques"}]
         self._uniques_logged[key] = len(uniques)
 
     async def _append(self, send: Send, partition: int, ops: list[list[Any]]) -> list[Awaitable[Any]]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
@@ -155,11 +156,18 @@ class Ticker:
     ) -> None:
         for partition in owned:
             tp = TP(topic, partition)
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                last = processed.get(partition)
-                next_offset = last + 1 if last is not None else await consumer.position(tp)
-                CONSUMER_LAG.labels(str(partition)).set(max(highwater - (next_offset or 0), 0))
+            try:
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    last = processed.get(partition)
+                    next_offset = last + 1 if last is not None else await consumer.position(tp)
+                    CONSUMER_LAG.labels(str(partition)).set(max(highwater - (next_offset or 0), 0))
+            except (AssertionError, IllegalStateError):
+                # Revoked since `owned` was read: the consumer runs in a thread of its own
+                # and a rebalance may begin at any moment (aiokafka asserts in highwater()
+                # and raises in position()). A lag gauge must not stop the worker (it did,
+                # with exit code 70, in the handover tests); the next tick measures again.
+                continue
             mark = self.watermarks.watermark(partition, now, self.started)
             if mark is not None:
                 WATERMARK_LAG.labels(str(partition)).set((now - mark).total_seconds())

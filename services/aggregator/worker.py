@@ -116,7 +116,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     loader = PartitionLoader(
         bootstrap=bootstrap, state_topic=topics.name(settings, topics.AGGREGATOR_STATE),
         measurements_topic=measurements_topic, state=state, dedup=dedup, index=index, watermarks=watermarks,
-        writer=writer, dedup_window=dedup_window, started=started,
+        writer=writer, dedup_window=dedup_window, started=started, faults=faults,
     )
 
     def owned() -> set[int]:
@@ -145,7 +145,9 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         async with lock:
-            loader.forget({tp.partition for tp in revoked if tp.topic == measurements_topic})
+            partitions = {tp.partition for tp in revoked if tp.topic == measurements_topic}
+            faults.reached("on_revoke", len(partitions))
+            loader.forget(partitions)
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
     async def tick() -> None:

@@ -4,6 +4,8 @@ flow, some of them through the wrong partition and some sent twice. After the re
 - the stored totals equal a plain batch computation over the deduplicated input;
 - for every customer, the closed period's invoice plus its corrections equal the
   rating of the batch-computed totals, to the cent.
+And a crash loop before the first offset commit: every restarted worker reads its
+partitions from their beginning, never from their end.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from services.aggregator.faults import POINTS
+from services.aggregator.worker import BATCH_SIZE
 from services.infra import topics
 from services.infra.catalog_view import publish_catalog
+from services.infra.partitioning import customer_partition
 from services.infra.stack import Stack
 from services.rater.invoicing import invoice_for
 from services.rater.ledger import Ledger
@@ -169,3 +173,77 @@ def test_a_sigkill_at_each_flush_step_loses_and_doubles_nothing(stack: Stack, co
             if billed == wanted and len({i.revision for i in invoices}) == len(invoices):
                 break
         assert billed == wanted, f"{customer}: invoice + corrections {billed} != batch computation {wanted}"
+
+
+@pytest.fixture
+def fresh_stack(kafka_bootstrap: str, clickhouse_url: str | None, control: Path, tmp_path: Path) -> Iterator[Stack]:
+    """A pipeline whose consumer group has never committed an offset."""
+    settings = pipeline_settings(kafka_bootstrap, clickhouse_url, tmp_path / "data", tag="loop",
+                                 kafka={"session_timeout_seconds": 6.0})
+    with Stack(settings, log_dir=tmp_path / "logs") as running:
+        yield running
+
+
+def _committed_offsets(stack: Stack) -> list[int]:
+    group = f"{stack.settings.kafka.consumer_group_prefix}-aggregator"
+    topic = topics.name(stack.settings, topics.MEASUREMENTS)
+    consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        wanted = [TopicPartition(topic, p) for p in range(stack.settings.kafka.partitions)]
+        return [tp.offset for tp in consumer.committed(wanted, timeout=10)]
+    finally:
+        consumer.close()
+
+
+def test_a_crash_loop_before_any_commit_reads_the_partitions_from_their_beginning(
+    fresh_stack: Stack, control: Path
+) -> None:
+    # Every worker dies at its first batch, so none ever commits an offset. Each restarted
+    # worker must then start at the beginning of its partitions (app.py:
+    # consumer_auto_offset_reset="earliest"): from their end, it would never read what its
+    # predecessors had read and died on.
+    stack = fresh_stack
+    rng = random.Random("crash-loop")
+    partitions = stack.settings.kafka.partitions
+    customers: dict[int, str] = {}
+    while len(customers) < partitions:  # one customer per partition
+        name = f"loop-{uuid.uuid4().hex[:6]}"
+        customers.setdefault(customer_partition(name, partitions), name)
+    meters_of = {
+        c: [MeterSpec(f"{c}-{i}", t, a, inc) for i, (t, a, inc) in enumerate(KINDS)] for c in customers.values()
+    }
+    now = utc_now()
+    start, periods = subscription_window(now)
+    records: dict[str, list[dict[str, Any]]] = {}
+    for customer in customers.values():
+        catalog, problems = parse_catalog(scenario_catalog(customer, meters_of[customer], start))
+        assert problems == []
+        publish_catalog(stack.settings, stack.bootstrap, catalog)
+        records[customer] = measurements(rng, customer, meters_of[customer], 1800, now)
+    deliveries = [d for c in customers.values() for d in delivery_order(rng, records[c], 0.1)]
+    rng.shuffle(deliveries)
+    # More than one batch (BATCH_SIZE records at most): the first worker's only batch
+    # cannot have stored everything before it died.
+    assert len(deliveries) > 1.5 * BATCH_SIZE
+
+    control.write_text("after_store 3")
+    produce(stack.bootstrap, topics.name(stack.settings, topics.MEASUREMENTS), deliveries)
+    deadline = time.monotonic() + 120
+    while control.read_text() != "after_store 1":
+        # Stuck at "after_store 2": the restarted worker never read a record again (it began
+        # at the end of its partitions).
+        assert time.monotonic() < deadline, f"no restarted worker read the input: {control.read_text()!r}"
+        time.sleep(0.2)
+    # Two workers died at their first batch and the next one will too: nothing can have
+    # been committed.
+    assert all(offset < 0 for offset in _committed_offsets(stack)), _committed_offsets(stack)
+    deadline = time.monotonic() + 120
+    while control.read_text() != "fired after_store":
+        assert time.monotonic() < deadline, f"the third crash did not happen: {control.read_text()!r}"
+        time.sleep(0.2)
+
+    for customer in customers.values():
+        expected = expected_totals(meters_of[customer], records[customer], periods, open_index=1)
+        stored = await_totals(stack, customer, expected, timeout=120)
+        differing = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
+        assert differing == {} and set(stored) == set(expected), f"{customer}: (stored, expected) differ"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from services.aggregator import state_log
 from services.aggregator.state_log import RECORD_BYTES, StateLog
 from services.infra.partitioning import partition_key
+from shared.folding import empty_state, fold
+from shared.models import Meter
 
 SEP = "\x1f"
 
@@ -140,3 +143,52 @@ def test_forget_drops_only_the_revoked_partitions() -> None:
     state.loaded = {0, 1}
     state.forget({1})
     assert (list(state.series), list(state.clock), state.loaded) == ([f"acme{SEP}c{SEP}{SEP}p"], [], {0})
+
+
+def _unique_counter() -> Meter:
+    return Meter.model_validate({"name": "users", "aggregation": "UNIQUE_COUNT", "data_type": "INT"})
+
+
+def _fold_into(state: StateLog, key: str, values: range, meter: Meter) -> None:
+    """As the processor does: a copy of the series state, folded at the values' positions."""
+    current = state.series.get(key)
+    series = dict(current) if current is not None else empty_state()
+    for value in values:
+        fold(series, meter, Decimal(value), value)
+    state.series[key] = series
+
+
+@pytest.mark.parametrize("already", [0, 30_000])
+def test_a_crash_inside_a_flush_of_many_distinct_values_loses_none_after_the_replay(already: int) -> None:
+    # A series whose values need several records: a SIGKILL after some of them left the
+    # series' `applied` position in the log while values it covers were not, so the
+    # replayed measurements were skipped as applied and their values never counted
+    # (the issue-11 UNIQUE_COUNT test lost them on a real broker).
+    meter = _unique_counter()
+    key = f"acme{SEP}users{SEP}{SEP}2026-03-01T00:00:00Z"
+    total = already + 100_000
+    flushed = Changelog()
+    if already:
+        first = fresh()
+        _fold_into(first, key, range(already), meter)
+        asyncio.run(first.flush(flushed.send))
+
+    def worker_with_the_batch_folded() -> StateLog:
+        state = replayed(flushed)
+        _fold_into(state, key, range(already, total), meter)
+        return state
+
+    complete = Changelog()
+    asyncio.run(worker_with_the_batch_folded().flush(complete.send))
+    records = len(complete.sizes)
+    assert records >= 2, "the values must need more than one record for this test"
+    for delivered in range(records):
+        crashed = Changelog(fail_after=delivered)
+        crashed.records = dict(flushed.records)
+        with pytest.raises(RuntimeError):
+            asyncio.run(worker_with_the_batch_folded().flush(crashed.send))
+        # The restarted worker: the log's state, then the batch read again.
+        again = replayed(crashed)
+        _fold_into(again, key, range(already, total), meter)
+        series = again.series[key]
+        assert (series["value"], series["events"], len(series["uniques"])) == (str(total), total, total), delivered
