@@ -12,40 +12,20 @@ import functools
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic.json_schema import GenerateJsonSchema
 
 from shared.models import Measurement
-from shared.models.base import SeedModel
+from shared.models.json_schema import SeedExactSchema
 
 Doc = dict[str, Any]
 
 
-class _SeedExactSchema(GenerateJsonSchema):
-    """JSON Schema of the models as they validate, not as pydantic would guess.
+class _SeedExactSchema(SeedExactSchema):
+    """The published schemas' generator (shared/models/json_schema.py), keeping field
+    titles: the OpenAPI document has always shown them."""
 
-    Catalog decimals are JSON numbers only (never strings), and a seed model's optional
-    field rejects an explicit null unless the field is nullable (PriceTier.cap).
-    """
-
-    def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
-        return {"type": "number"}
-
-    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
-        json_schema = super().model_schema(schema)
-        cls = schema["cls"]
-        if issubclass(cls, SeedModel):
-            for name, prop in json_schema.get("properties", {}).items():
-                if name in cls.nullable_fields or "anyOf" not in prop:
-                    continue
-                options = [o for o in prop["anyOf"] if o != {"type": "null"}]
-                del prop["anyOf"]
-                prop.pop("default", None)
-                if len(options) == 1:
-                    prop.update(options[0])
-                else:
-                    prop["anyOf"] = options
-        return json_schema
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return GenerateJsonSchema.field_title_should_be_set(self, schema)
 
 
 _CONSTRAINTS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
