@@ -2,6 +2,8 @@
 
 Phases, each on the same local Apache Kafka broker and the embedded ClickHouse engine:
   ceiling  raw confluent-kafka produce / consume of ~150-byte records
+  fold     the aggregator alone folding a backlog of envelopes from the measurements
+           topic (the Kafka-native path), beside the raw consume ceiling (bench/fold.py)
   ingest   the ingest service alone: events/s accepted over HTTP, batches of 1,000
   e2e      the whole pipeline: p50/p99 event-to-queryable at a fixed 10,000 events/s,
            then sustained events/s from HTTP to totals in ClickHouse
@@ -33,7 +35,7 @@ import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench import ceiling as ceiling_mod
-from bench import dedup_memory, hostile_load, stream_ceiling
+from bench import dedup_memory, fold, hostile_load, stream_ceiling
 from bench.catalog import METERS, PLAN_NAME, publish_bench_catalog
 from bench.load import ClientPlan, percentile, run_clients
 from bench.pipeline import IngestOnlyStack, LagReader, auth, bench_settings, store_totals, wait_accepted
@@ -49,7 +51,7 @@ from shared.models.json_types import format_utc
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-PHASES = ("ceiling", "ingest", "e2e", "memory", "rating", "dedup", "hostile")
+PHASES = ("ceiling", "fold", "ingest", "e2e", "memory", "rating", "dedup", "hostile")
 log = logging.getLogger("bench")
 
 
@@ -70,6 +72,7 @@ class Sizes:
     hostile_records: int
     dedup_ids: int
     dedup_stream: int  # new measurements folded beside dedup_stream / 2 retries of old ids
+    fold_measurements: int  # the envelope backlog of the fold phase
 
 
 # The offered 10k/s load and the sustained run are sized so that the whole run ends in
@@ -80,11 +83,12 @@ FULL = Sizes(
     e2e_customers=1_000, latency_rate=10_000, low_rate=500, low_seconds=30.0, latency_seconds=10.0,
     sustained_events=200_000,
     big_customers=100_000, hostile_records=20_000, dedup_ids=10_000_000, dedup_stream=100_000,
+    fold_measurements=1_000_000,
 )
 QUICK = Sizes(
     ceiling_messages=100_000, stream_messages=20_000, ingest_seconds=4.0, ingest_clients=2, ingest_concurrency=4,
     e2e_customers=100, latency_rate=10_000, low_rate=500, low_seconds=6.0, latency_seconds=5.0, sustained_events=60_000,
-    big_customers=2_000, hostile_records=1_000, dedup_ids=200_000, dedup_stream=6_000,
+    big_customers=2_000, hostile_records=1_000, dedup_ids=200_000, dedup_stream=6_000, fold_measurements=50_000,
 )
 BATCH = 1_000
 
@@ -409,6 +413,13 @@ class Bench:
         }
         log.info("rating: %s", self.results["rating"])
 
+    def fold(self) -> None:
+        self.results["fold"] = fold.measure(
+            self.bootstrap, self.root, self.sizes.e2e_customers, self.sizes.fold_measurements, self.timeout,
+            profile=lambda pids, seconds: self.start_profiling("fold", pids, seconds))
+        self.stop_profiling()
+        log.info("fold: %s", self.results["fold"])
+
     def dedup(self) -> None:
         sizes = self.sizes
         self.results["dedup"] = dedup_memory.measure(
@@ -424,7 +435,7 @@ class Bench:
     def run(self, phases: set[str]) -> None:
         self.broker = LocalKafkaBroker(self.root / "kafka").start()
         try:
-            steps = [("ceiling", self.ceiling), ("ingest", self.ingest), ("e2e", self.e2e), ("dedup", self.dedup),
+            steps = [("ceiling", self.ceiling), ("fold", self.fold), ("ingest", self.ingest), ("e2e", self.e2e), ("dedup", self.dedup),
                      ("hostile", self.hostile)]
             for name, step in steps:
                 if name in phases:
@@ -594,6 +605,7 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         Row("ceiling_stream", "Ceiling: Faust stream consume, no work", stream_rate, "msg/s",
             ratio(stream_rate, consume), None, None,
             f"{stream.get('records', 0):,} records, take_events(2000), {stream.get('cpu_cores', 0):.2f} cores"),
+        _fold_row(results.get("fold", {}), consume),
         Row("ingest", "Ingest: HTTP accepted (batches of 1,000)", i.get("events_per_s"), "events/s",
             ratio(i.get("events_per_s"), produce), 100_000, ">=",
             f"{i.get('clients')}x{i.get('concurrency_per_client')} clients, client CPU "
@@ -624,6 +636,17 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         *[_hostile_row(key, results.get(key, {}), mix) for key, mix in
           (("hostile_small", "small bad records"), ("hostile", "with 100 kB-1 MB records"))],
     ]
+
+
+def _fold_row(f: dict[str, Any], consume: float | None) -> Row:
+    return Row(
+        "fold", "Aggregator: fold from Kafka envelopes", f.get("per_s"), "meas/s",
+        f["per_s"] / consume if f.get("per_s") and consume else None, 60_000, ">=",
+        f"{f.get('measurements', 0):,} in {f.get('envelopes', 0):,} envelopes, "
+        f"{f.get('totals_exact', 0)} of {f.get('totals_checked', 0)} totals exact, "
+        f"{f.get('aggregator_cpu_cores', 0):.2f} cores"
+        + ("" if f.get("drained", True) else "; NOT drained (folded so far)"),
+    )
 
 
 def _dedup_row(d: dict[str, Any], sizes: Sizes) -> Row:

@@ -95,6 +95,7 @@ class _MeterRule:
     """What `resolve` asks of one meter, read once per catalog version."""
 
     meter: Meter
+    meters: tuple[Meter]  # (meter,): what `accepted` returns for a measurement naming it
     counts_text: bool  # a STRING meter: every value counts as it is
     expected_labels: tuple[str, ...]
     event_label_filter: tuple[tuple[str, str], ...]
@@ -138,6 +139,14 @@ class CatalogIndex:
         `earliest` and `latest` are `received_at - dedup_window` and `received_at +
         max_future`; an int `value` stands for Decimal(value), as the model holds it.
         """
+        accepted = self.accepted(customer_name, meter_name, event_name, labels, value, at, earliest, latest)
+        return None if accepted is None else accepted[0]
+
+    def accepted(
+        self, customer_name: str | None, meter_name: str | None, event_name: str | None,
+        labels: Mapping[str, str], value: int | Decimal | str, at: datetime, earliest: datetime, latest: datetime,
+    ) -> tuple[str, tuple[Meter, ...]] | None:
+        """`accepted_customer`, with the meters `resolve` would make facts for, in its order."""
         if at > latest or at < earliest:
             return None
         if customer_name is not None:
@@ -175,13 +184,14 @@ class CatalogIndex:
                     return None
         for start, end in self._subscriptions.get(customer, ()):
             if start <= at and (end is None or at < end):
-                return customer
+                return customer, rules[0].meters if len(rules) == 1 else tuple(rule.meter for rule in rules)
         return None
 
 
 def _rule(meter: Meter) -> _MeterRule:
     return _MeterRule(
-        meter, meter.data_type == "STRING", tuple(meter.expected_labels), tuple(meter.event_label_filter.items()),
+        meter, (meter,), meter.data_type == "STRING", tuple(meter.expected_labels),
+        tuple(meter.event_label_filter.items()),
     )
 
 

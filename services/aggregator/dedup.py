@@ -38,14 +38,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from services.aggregator.state_log import StateLog
 from services.infra.partitioning import SEPARATOR
+from shared.models.measurement import utc_text
 
 SEP = SEPARATOR.decode()
 
@@ -123,7 +125,7 @@ class StoreDedup:
                 found.append(key)
         return found
 
-    def remember(self, key: str, position: int, partition: int, at: str = "") -> None:
+    def remember(self, key: str, position: int, partition: int, at: datetime | None = None) -> None:
         # Not trimmed here: an id first carried earlier in this batch has no row in the
         # store yet, so `recent` must keep every id of the batch until it is stored.
         self.recent[key] = (position, partition)
@@ -151,14 +153,14 @@ class StoreDedup:
 
 @dataclass
 class LogDedup:
-    """Every id of the window in `seen` (the state log's view: dedup key -> [first
-    position, event time]), which housekeeping trims to the window (ticks.py)."""
+    """Every id of the window in the state log's `seen` (dedup key -> [first position,
+    event time]), which housekeeping trims to the window (ticks.py)."""
 
-    seen: MutableMapping[str, Any]
+    state: StateLog
     answers: dict[str, int] = field(default_factory=dict)  # never filled: nothing to look up
 
     def first(self, key: str) -> int | None:
-        hit = self.seen.get(key)
+        hit = self.state.seen.data.get(key)
         return None if hit is None else int(hit[0])
 
     def suspects(self, keys: set[str], partition_of_key: Callable[[str], int]) -> list[str]:
@@ -167,8 +169,9 @@ class LogDedup:
     def end_batch(self) -> None:
         return None
 
-    def remember(self, key: str, position: int, partition: int, at: str = "") -> None:
-        self.seen[key] = [position, at]
+    def remember(self, key: str, position: int, partition: int, at: datetime | None = None) -> None:
+        # The event time as text: housekeeping compares it with the window's start.
+        self.state.add_id(key, position, "" if at is None else utc_text(at), partition)
 
 
 Dedup = StoreDedup | LogDedup

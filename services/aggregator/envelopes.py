@@ -7,6 +7,12 @@ request chunk into one record. Kafka-native producers may write either form.
 Decoding never raises: a record that is not readable at all is one problem for the whole
 record; an unreadable item of an envelope is a problem for that item alone, and the rest
 of the envelope is used.
+
+Two paths, one verdict. The fast one reads the record with `json.loads` and checks each
+item with `shared.measurement_check.check` (about 4 µs a measurement, against about 35
+for the model); it gives up on the whole record at the first item the check does not
+accept, and the model path below then decides and words every item, as it always has.
+tests/unit/test_aggregator_envelopes.py holds the two to the same items.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import field_errors
+from shared.measurement_check import Checked, check
 from shared.models import Measurement
 
 _ENVELOPE = TypeAdapter(list[Measurement])
@@ -28,11 +35,12 @@ MAX_ENVELOPE_ITEMS = 10_000
 TOO_MANY_ITEMS = f"value: an envelope holds at most {MAX_ENVELOPE_ITEMS:,} measurements"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made once per measurement: slots, and not frozen (cheaper to build)
 class Item:
     index: int | None  # position in the envelope; None for a single-object record
-    measurement: Measurement | None
-    problem: str | None  # why the item cannot be used (measurement is None then)
+    measurement: Measurement | None  # from the model path
+    problem: str | None  # why the item cannot be used (measurement and checked are None then)
+    checked: Checked | None = None  # from the fast path, instead of a model
 
 
 def _describe(error: ValidationError) -> str:
@@ -43,6 +51,9 @@ def decode(value: bytes | None) -> list[Item] | str:
     """The items of a record, or why the record as a whole is unreadable."""
     if value is None:
         return "value: empty record (a measurement JSON object or array is required)"
+    fast = _checked_items(value)
+    if fast is not None:
+        return fast
     if value.lstrip()[:1] != b"[":
         try:
             return [Item(None, Measurement.model_validate_json(value), None)]
@@ -55,6 +66,28 @@ def decode(value: bytes | None) -> list[Item] | str:
     if len(measurements) > MAX_ENVELOPE_ITEMS:
         return TOO_MANY_ITEMS
     return [Item(i, m, None) for i, m in enumerate(measurements)]
+
+
+def _checked_items(value: bytes) -> list[Item] | None:
+    """Every item of the record, if the fast check accepts every one; else None."""
+    try:
+        # UTF-8 explicitly: json.loads would also take UTF-16 and UTF-32 bytes, which the
+        # model path refuses.
+        raw = json.loads(value.decode())
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    if type(raw) is dict:
+        checked = check(raw)
+        return None if checked is None else [Item(None, None, None, checked)]
+    if type(raw) is not list or len(raw) > MAX_ENVELOPE_ITEMS:
+        return None
+    items = []
+    for index, each in enumerate(raw):
+        checked = check(each)
+        if checked is None:
+            return None
+        items.append(Item(index, None, None, checked))
+    return items
 
 
 def _items_one_by_one(value: bytes, error: ValidationError) -> list[Item] | str:

@@ -23,17 +23,18 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.aggregator.dedup import Dedup
 from services.aggregator.envelopes import Item, decode, item_values
 from services.infra import dead_letters
 from shared.catalog import Catalog
 from shared.folding import empty_state, fold
-from shared.models import Measurement, Subscription
+from shared.measurement_check import Checked
+from shared.models import Measurement, Meter, PricePlan, Subscription
 from shared.models.measurement import measurement_json, utc_text
 from shared.periods import Period, period_containing
-from shared.resolution import Fact, Limits, SubscriptionAt, resolve
+from shared.resolution import CatalogIndexes, Fact, Limits, SubscriptionAt, resolve, series_key, typed_value
 from shared.series_keys import SEP, TRIAL_SUFFIX, dedup_key, series_table_key
 from shared.timeline import empty_timeline, insert, is_order_dependent
 from shared.trial import trial_end
@@ -48,6 +49,34 @@ ITEMS_PER_RECORD = 2**20
 
 def position(offset: int, index: int | None = None) -> int:
     return offset * ITEMS_PER_RECORD + (index or 0)
+
+
+class CheckedFact(NamedTuple):
+    """A `Fact` of a measurement the fast path checked: `measurement` is its Checked
+    fields (id, labels, reset_total are all the fold reads of it)."""
+
+    customer_name: str
+    meter: Meter
+    series: str
+    value: Decimal | str
+    time: datetime
+    measurement: Checked
+
+
+AnyFact = Fact | CheckedFact
+
+
+class Terms(NamedTuple):
+    """A subscription's terms around one instant, as the fold reads them."""
+
+    subscription: Subscription  # kept: the memo checks identity, so the id cannot be reused
+    plan: PricePlan
+    subscription_key: str
+    trial_end: datetime | None
+    period: Period
+    start_text: str
+    end_text: str
+_INTEGER_BOUND = 10**26  # resolution.MAX_INTEGER_DIGITS: an int below it is its own Decimal
 
 
 @dataclass(frozen=True)
@@ -109,10 +138,16 @@ class Processor:
     # customer -> its partition; None: every partition is right (one-partition unit tests).
     partition_of: Callable[[str], int] | None = None
     _periods: dict[Any, tuple[Period, str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _subscription_terms: dict[int, Terms] = field(default_factory=dict, init=False, repr=False, compare=False)
     _refreshed: bool = field(default=False, init=False, repr=False, compare=False)
     # What prepare() decoded and judged, for process() to use instead of doing it twice.
     _decoded: dict[tuple[int, int], list[Item] | str] = field(default_factory=dict, init=False, repr=False)
-    _judged: dict[tuple[int, int, int | None], list[Fact] | str] = field(default_factory=dict, init=False, repr=False)
+    _judged: dict[tuple[int, int, int | None], list[AnyFact] | str] = field(
+        default_factory=dict, init=False, repr=False)
+    _indexes: CatalogIndexes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._indexes = CatalogIndexes(self.catalog)
 
     def prepare(self, records: list[Record]) -> list[str]:
         """Decode and judge a batch ahead of process(); returns the dedup keys only the
@@ -124,10 +159,10 @@ class Processor:
             if isinstance(items, str):
                 continue
             for item in items:
-                if item.measurement is None:
+                if item.problem is not None:
                     continue
                 try:
-                    facts = self._facts(item.measurement, record.timestamp)
+                    facts = self._item_facts(item, record.timestamp)
                 except Exception:  # noqa: BLE001 - process() judges it again, and dead-letters what it raises
                     continue
                 self._judged[(record.partition, record.offset, item.index)] = facts
@@ -173,18 +208,19 @@ class Processor:
 
     def _take(self, record: Record, item: Item, result: BatchResult) -> str | None:
         """Judge and fold one item; returns why it is dead-lettered, or None."""
-        if item.measurement is None:
+        if item.problem is not None:
             return item.problem
         try:
             facts = self._judged.pop((record.partition, record.offset, item.index), None)
             if facts is None:
-                facts = self._facts(item.measurement, record.timestamp)
+                facts = self._item_facts(item, record.timestamp)
             if isinstance(facts, str):
                 return facts
             customer = facts[0].customer_name
             if self.partition_of is not None and self.partition_of(customer) != record.partition:
-                at = item.measurement.time or record.timestamp
-                result.forwards.append(Forward(customer, measurement_json(item.measurement, customer, at)))
+                measurement = item.measurement or _as_measurement(item.checked)
+                at = measurement.time or record.timestamp
+                result.forwards.append(Forward(customer, measurement_json(measurement, customer, at)))
                 return None
             pos = position(record.offset, item.index)
             for fact in facts:
@@ -193,6 +229,21 @@ class Processor:
             log.exception("could not fold %s[%d]@%d item %s", record.topic, record.partition, record.offset, item.index)
             return f"unprocessable: {type(error).__name__}: {str(error)[:200]}"
         return None
+
+    def _terms(self, subscription: Subscription, plan: PricePlan, at: datetime) -> Terms:
+        """What _apply needs of a subscription and its plan for an instant, remembered
+        per subscription object (the catalog replaces the object when it changes)."""
+        hit = self._subscription_terms.get(id(subscription))
+        if hit is not None and hit.subscription is subscription and hit.plan is plan and (
+                hit.period.start <= at < hit.period.end):
+            return hit
+        period, start_text, end_text = self._period(subscription, plan.period, at)
+        if len(self._subscription_terms) >= PERIOD_MEMO_SIZE:
+            self._subscription_terms.clear()
+        hit = Terms(subscription, plan, subscription.key, trial_end(subscription.start_time, plan.trial),
+                    period, start_text, end_text)
+        self._subscription_terms[id(subscription)] = hit
+        return hit
 
     def _period(self, subscription: Subscription, kind: str, at: datetime) -> tuple[Period, str, str]:
         """period_containing(...) and its bounds as format_utc text, remembered per subscription.
@@ -217,6 +268,42 @@ class Processor:
             return catalog.subscription_at(customer, at)
         return self.subscription_at(customer, at)
 
+    def _item_facts(self, item: Item, received_at: datetime) -> list[AnyFact] | str:
+        if item.checked is not None:
+            facts = self._checked_facts(item.checked, received_at)
+            if facts is not None:
+                return facts
+            # Refused, or not surely accepted: the model and resolve() decide, and word why.
+            return _widened(self._facts(_as_measurement(item.checked), received_at))
+        assert item.measurement is not None  # an item without a problem holds one or the other
+        return _widened(self._facts(item.measurement, received_at))
+
+    def _checked_facts(self, m: Checked, received_at: datetime) -> list[AnyFact] | None:
+        """resolve()'s facts for a checked measurement it surely accepts, else None
+        (shared.resolution.CatalogIndex.accepted holds the rules)."""
+        at = m.time or received_at
+        limits = self.limits
+        accepted = self._indexes.current().accepted(
+            m.customer_name, m.meter_name, m.event_name, m.labels, m.value, at,
+            received_at - limits.dedup_window, received_at + limits.max_future,
+        )
+        if accepted is None:
+            return None
+        customer, meters = accepted
+        facts: list[AnyFact] = []
+        raw = m.value
+        for meter in meters:
+            value: Decimal | str | None
+            if isinstance(raw, int):
+                number = Decimal(raw)
+                value = number if meter.data_type != "STRING" and 0 <= raw < _INTEGER_BOUND else (
+                    typed_value(number, meter)[0])
+            else:
+                value = typed_value(raw, meter)[0]
+            assert value is not None  # accepted() refuses what typed_value refuses
+            facts.append(CheckedFact(customer, meter, series_key(meter, m.labels), value, at, m))
+        return facts
+
     def _facts(self, measurement: Measurement, received_at: datetime) -> list[Fact] | str:
         facts, problems = resolve(measurement, self.catalog(), received_at, self.limits, self.subscription_at)
         unknown_name = any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems)
@@ -230,19 +317,20 @@ class Processor:
             return "; ".join(f"{f}: {r}" for f, r in problems)
         return facts
 
-    def _apply(self, record: Record, pos: int, fact: Fact, result: BatchResult) -> None:
+    def _apply(self, record: Record, pos: int, fact: AnyFact, result: BatchResult) -> None:
         catalog = self.catalog()
         subscription = self._covering(catalog, fact.customer_name, fact.time)
         assert subscription is not None  # resolve() refuses a fact no subscription covers
         plan = catalog.price_plans[subscription.price_plan_name]
-        period, period_start_text, period_end_text = self._period(subscription, plan.period, fact.time)
+        terms = self._terms(subscription, plan, fact.time)
+        period, period_start_text, period_end_text = terms.period, terms.start_text, terms.end_text
         meter = fact.meter
         seen_key = dedup_key(fact.customer_name, meter.name, fact.measurement.id)
         first = self.dedup.first(seen_key)
         if first is not None and first != pos:
             result.duplicates += 1
             return
-        closed = self.closed_through(fact.customer_name, subscription.key)
+        closed = self.closed_through(fact.customer_name, terms.subscription_key)
         if is_order_dependent(meter):
             key = series_table_key(fact.customer_name, meter.name, fact.series, None)
             # Changed in place: insert() raises, if at all, before it changes anything.
@@ -256,7 +344,7 @@ class Processor:
             changed: Any = timeline
         else:
             key = SEP.join([fact.customer_name, meter.name, fact.series, period_start_text])  # series_table_key
-            ends = trial_end(subscription.start_time, plan.trial)
+            ends = terms.trial_end
             if ends is not None and fact.time < ends:
                 key += TRIAL_SUFFIX
             state = self.series.get(key)
@@ -266,12 +354,12 @@ class Processor:
             changed = state
         # Written only now: an item that raised above left no trace in the state.
         if first is None:
-            self.dedup.remember(seen_key, pos, record.partition, utc_text(fact.time))
+            self.dedup.remember(seen_key, pos, record.partition, fact.time)
         if applied:
             self.series[key] = changed
             result.folded += 1
             for index in late:
-                result.late_periods.add((fact.customer_name, subscription.key, index))
+                result.late_periods.add((fact.customer_name, terms.subscription_key, index))
         result.dirty_series.add(key)
         value = fact.value if isinstance(fact.value, Decimal) else Decimal(0)
         result.raw_rows.append(
@@ -285,6 +373,21 @@ class Processor:
         current = result.max_event_time.get(record.partition)
         if current is None or fact.time > current:
             result.max_event_time[record.partition] = fact.time
+
+
+def _widened(facts: list[Fact] | str) -> list[AnyFact] | str:
+    return facts if isinstance(facts, str) else list(facts)
+
+
+def _as_measurement(checked: Checked | None) -> Measurement:
+    """The model of a checked measurement (for resolve()'s wording and for forwarding)."""
+    assert checked is not None
+    value = Decimal(checked.value) if type(checked.value) is int else checked.value
+    return Measurement.model_validate({
+        "id": checked.id, "meter_name": checked.meter_name, "event_name": checked.event_name,
+        "customer_name": checked.customer_name, "value": value, "time": checked.time,
+        "labels": checked.labels, "reset_total": checked.reset_total,
+    })
 
 
 def copy_timeline(timeline: Any) -> dict[str, Any]:

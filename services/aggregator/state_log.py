@@ -11,6 +11,9 @@ Record: key b"<partition>/<seq, 12 digits>", value: a JSON list of operations
     ["s", series_key, state]        set a series state (UNIQUE_COUNT values travel apart)
     ["u", series_key, [value, ...]] add distinct values to a UNIQUE_COUNT series
     ["i", dedup_key, [position, event_time]]  an id's first carrier
+    ["I", [dedup_key, position, event_time, ...]]  first carriers of up to IDS_PER_OP ids
+                                    (a batch adds one per measurement: one flat op for
+                                    many costs a fraction of an op each)
     ["x", dedup_key]                forget an id (left the dedup window)
     ["m", customer, mark]           close marks of a customer
     ["c", clock_key, clock]         the partition's greatest event time
@@ -33,6 +36,8 @@ from services.infra.partitioning import PARTITION_PREFIX, SEPARATOR
 SEP = SEPARATOR.decode()
 RECORD_BYTES = 512 * 1024  # half the broker's default message.max.bytes
 UNIQUES_PER_OP = 1000  # values are at most 256 characters: an op stays under RECORD_BYTES
+# A dedup key is at most 770 characters, under 5 KB as escaped JSON: an op stays under RECORD_BYTES.
+IDS_PER_OP = 100
 MIN_CHECKPOINT_BYTES = 8 * 1024 * 1024
 
 # (key, value, partition) -> a future that resolves when the broker has the record.
@@ -96,6 +101,14 @@ class StateLog:
     _logs: dict[int, _PartitionLog] = field(default_factory=dict)
     # UNIQUE_COUNT series key -> how many of its values are already in the log.
     _uniques_logged: dict[str, int] = field(default_factory=dict)
+    # partition -> ids first carried since the last flush, flat: [key, position, event time, ...]
+    _new_ids: dict[int, list[Any]] = field(default_factory=dict)
+
+    def add_id(self, key: str, position: int, at: str, partition: int) -> None:
+        """An id's first carrier, logged in bulk at the next flush (op "I")."""
+        self.seen.data[key] = [position, at]
+        self.seen.changed.discard(key)  # an earlier removal in this flush is overtaken
+        self._new_ids.setdefault(partition, []).extend((key, position, at))
 
     # -- which partition a key belongs to ------------------------------------------
     def _partition(self, view: str, key: str) -> int:
@@ -146,6 +159,11 @@ class StateLog:
             self._uniques_logged[key] = len(uniques)
         elif kind == "i":
             self.seen.data[key] = op[2]
+        elif kind == "I":
+            flat = op[1]
+            seen = self.seen.data
+            for at in range(0, len(flat), 3):
+                seen[flat[at]] = [flat[at + 1], flat[at + 2]]
         elif kind == "x":
             self.seen.data.pop(key, None)
         elif kind == "m":
@@ -165,11 +183,12 @@ class StateLog:
                 self._uniques_logged.pop(key, None)
         for partition in partitions:
             self._logs.pop(partition, None)
+            self._new_ids.pop(partition, None)
         self.loaded -= partitions
 
     # -- persistence -----------------------------------------------------------------
     def pending(self) -> bool:
-        return any(view.changed for _, view in self._views())
+        return any(view.changed for _, view in self._views()) or any(self._new_ids.values())
 
     async def flush(self, send: Send) -> int:
         """Write every change since the last flush; returns once the broker has all of it.
@@ -178,6 +197,12 @@ class StateLog:
         then not acknowledge the batch (the records are read again after a restart).
         """
         ops_by_partition: dict[int, list[list[Any]]] = {}
+        # New ids first: a removal recorded in `changed` after them must come after them.
+        step = 3 * IDS_PER_OP
+        for partition, flat in self._new_ids.items():
+            ops = ops_by_partition.setdefault(partition, [])
+            ops.extend(["I", flat[start:start + step]] for start in range(0, len(flat), step))
+        self._new_ids = {}
         for view_name, view in self._views():
             for key in view.changed:
                 partition = self._partition(view_name, key)

@@ -13,13 +13,13 @@ GOOD = {"id": "a", "meter_name": "m", "customer_name": "c", "value": 1}
 
 def test_one_object_is_one_item_without_an_index() -> None:
     [item] = decode(json.dumps(GOOD).encode())  # type: ignore[misc]
-    assert item.index is None and item.measurement is not None and item.problem is None
+    assert item.index is None and item.checked is not None and item.problem is None
 
 
 def test_an_envelope_gives_its_items_in_order_and_a_bad_one_alone() -> None:
     items = decode(json.dumps([GOOD, {**GOOD, "id": 5}, {**GOOD, "id": "c"}]).encode())
     assert not isinstance(items, str)
-    assert [(i.index, i.measurement is not None) for i in items] == [(0, True), (1, False), (2, True)]
+    assert [(i.index, i.problem is None) for i in items] == [(0, True), (1, False), (2, True)]
     assert items[1].problem == "id: Input should be a valid string"
 
 
@@ -55,7 +55,7 @@ def test_a_number_past_pythons_digit_limit_spoils_only_its_item() -> None:
     value = b'[' + json.dumps(GOOD).encode() + b', {"id": "b", "meter_name": "m", "value": ' + b"7" * 5000 + b"}]"
     items = decode(value)
     assert not isinstance(items, str)
-    assert [i.measurement is not None for i in items] == [True, False]
+    assert [i.problem is None for i in items] == [True, False]
 
 
 @pytest.mark.parametrize("value,spans", [

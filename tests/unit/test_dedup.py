@@ -3,6 +3,8 @@ tests/integration/test_clickhouse_store.py)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 
@@ -76,10 +78,12 @@ def test_forgetting_a_partition_drops_its_filter_and_its_recent_ids() -> None:
 
 
 def test_the_state_log_keeps_every_id_with_its_first_carrier() -> None:
-    seen: dict[str, object] = {}
-    dedup = LogDedup(seen)
-    dedup.remember("k", 7, partition=0, at="2026-03-01T00:00:00Z")
-    assert (seen, dedup.first("k"), dedup.first("other")) == ({"k": [7, "2026-03-01T00:00:00Z"]}, 7, None)
+    state = StateLog(partitions=1, partition_of=lambda customer: 0)
+    dedup = LogDedup(state)
+    dedup.remember("k", 7, partition=0, at=datetime(2026, 3, 1, tzinfo=UTC))
+    assert (state.seen.data, dedup.first("k"), dedup.first("other")) == (
+        {"k": [7, "2026-03-01T00:00:00Z"]}, 7, None)
+    assert state.pending()
     assert dedup.suspects({"k", "other"}, lambda key: 0) == []  # nothing is ever looked up
 
 

@@ -89,6 +89,33 @@ def test_later_records_win_and_forgotten_ids_stay_forgotten() -> None:
     assert (dict(again.seen.data), again.series["acme" + SEP + "c" + SEP + SEP + "p"]["value"]) == ({}, "2")
 
 
+def test_ids_added_in_bulk_replay_in_order_with_their_removals() -> None:
+    log, state = Changelog(), fresh()
+    keep, drop, again = (f"acme{SEP}calls{SEP}{name}" for name in ("keep", "drop", "again"))
+    state.add_id(drop, 1, "2026-03-01T00:00:00Z", 0)
+    state.add_id(again, 2, "2026-03-01T00:00:00Z", 0)
+    asyncio.run(state.flush(log.send))
+    # In one flush: a new id, then an old one removed; an id removed, then carried anew.
+    state.add_id(keep, 3, "2026-03-02T00:00:00Z", 0)
+    del state.seen[drop]
+    del state.seen[again]
+    state.add_id(again, 4, "2026-03-02T00:00:00Z", 0)
+    state.add_id(drop, 5, "2026-03-02T00:00:00Z", 0)
+    del state.seen[drop]
+    asyncio.run(state.flush(log.send))
+    assert views(replayed(log)) == views(state)
+    assert replayed(log).seen.data == {keep: [3, "2026-03-02T00:00:00Z"], again: [4, "2026-03-02T00:00:00Z"]}
+
+
+def test_many_long_ids_in_one_flush_stay_under_the_record_limit() -> None:
+    log, state = Changelog(), fresh()
+    long = "\u00e9" * 256  # escaped JSON: 6 bytes a character
+    for i in range(2_000):
+        state.add_id(f"{'a' * 256}{SEP}{'m' * 256}{SEP}{long}{i}", i, "2026-03-01T00:00:00.123456Z", 0)
+    asyncio.run(state.flush(log.send))
+    assert max(log.sizes) <= RECORD_BYTES and len(replayed(log).seen.data) == 2_000
+
+
 def test_a_million_distinct_values_never_make_a_record_over_the_limit() -> None:
     log, state = Changelog(), fresh()
     key = f"acme{SEP}users{SEP}{SEP}2026-03-01T00:00:00Z"
