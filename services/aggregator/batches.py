@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +139,22 @@ class BatchHandler:
         )
         copy = letter.as_letter()
         await outbox.send(self.topics.dead_letters, copy.key, copy.value, headers=copy.headers)
+
+
+def slices(records: list[Record], max_bytes: int) -> Iterator[list[Record]]:
+    """The records in order, in runs of at most `max_bytes` of values (a record larger
+    than that is a run of its own)."""
+    run: list[Record] = []
+    size = 0
+    for record in records:
+        length = len(record.value or b"")
+        if run and size + length > max_bytes:
+            yield run
+            run, size = [], 0
+        run.append(record)
+        size += length
+    if run:
+        yield run
 
 
 def _measurement_id(value: bytes | None) -> str | None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
+from services.aggregator.batches import slices
 from services.aggregator.envelopes import MAX_ENVELOPE_ITEMS, TOO_MANY_ITEMS, decode, item_values
+from services.aggregator.processing import Record
 
 GOOD = {"id": "a", "meter_name": "m", "customer_name": "c", "value": 1}
 
@@ -76,3 +79,13 @@ def test_logging_a_deeply_nested_dead_letter_does_not_raise(value: bytes) -> Non
 
     assert isinstance(decode(value), str)
     assert _measurement_id(value) is None
+
+
+def test_a_batch_is_handled_in_slices_of_bounded_bytes_in_order() -> None:
+    def record(offset: int, size: int) -> Record:
+        return Record("m", 0, offset, None, b"x" * size, datetime(2026, 1, 1, tzinfo=UTC))
+
+    records = [record(0, 600), record(1, 600), record(2, 5000), record(3, 100), record(4, 0)]
+    runs = list(slices(records, 1000))
+    assert [[r.offset for r in run] for run in runs] == [[0], [1], [2], [3, 4]]
+    assert list(slices([], 1000)) == []
