@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.catalog import METERS, publish_bench_catalog
-from bench.pipeline import LagReader, bench_settings, store_totals, wait_accepted
+from bench.pipeline import aggregator_lag, bench_settings, produce_all, store_totals, wait_accepted
 from bench.procs import CpuMeter, memory_kib
 from services.infra import topics
 from services.infra.kafka_config import producer_config
@@ -63,9 +63,8 @@ def measure(bootstrap: str, root: Path, customers: int, measurements: int, timeo
         names = publish_bench_catalog(stack.settings, stack.bootstrap, customers, start)
         event_time = format_utc(datetime.now(UTC).replace(microsecond=0))
         wait_accepted(stack, names[-1], "fold", event_time)
-        group = f"{stack.settings.kafka.consumer_group_prefix}-aggregator"
         topic = topics.name(stack.settings, topics.MEASUREMENTS)
-        lag = LagReader(stack.bootstrap, group, topic)
+        lag = aggregator_lag(stack)
         try:
             if lag.wait_zero(120) is None:
                 raise RuntimeError("fold phase: the aggregator never caught up before the backlog")
@@ -77,12 +76,7 @@ def measure(bootstrap: str, root: Path, customers: int, measurements: int, timeo
                 profile({"aggregator": aggregator}, measurements / 20_000 + 5)
             producer = Producer(producer_config(stack.bootstrap, extra={"compression.type": "lz4"}))
             began = time.time()
-            for key, value in envelopes:
-                producer.produce(topic, value, key)
-                producer.poll(0)
-            if producer.flush(60):
-                raise RuntimeError("fold phase: envelopes not delivered")
-            produced = time.time()
+            produced = produce_all(producer, topic, envelopes, "fold phase: envelopes")
             drained = lag.wait_zero(timeout, interval=0.1)
             remaining = 0 if drained is not None else lag.lag()
             cores = cpu.cores()

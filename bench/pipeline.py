@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from services.infra import topics
 from services.infra.kafka_config import consumer_config
 from services.infra.ports import free_port
 from services.infra.stack import Stack
@@ -79,6 +80,17 @@ def store_totals(stack: Stack, customer: str, timeout: float = 30.0) -> list[dic
     return rows
 
 
+def produce_all(producer: Producer, topic: str, records: list[tuple[bytes, bytes]], what: str,
+                timeout: float = 120.0) -> float:
+    """Produce (key, value) records and wait for every delivery; returns time.time() at the end."""
+    for key, value in records:
+        producer.produce(topic, value, key)
+        producer.poll(0)
+    if producer.flush(timeout):
+        raise RuntimeError(f"{what} not delivered")
+    return time.time()
+
+
 class LagReader:
     """Committed-offset lag of a consumer group on a topic (what `kafka-consumer-groups` shows)."""
 
@@ -107,3 +119,9 @@ class LagReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def aggregator_lag(stack: Stack) -> LagReader:
+    """The aggregator's committed lag on the stack's measurements topic."""
+    return LagReader(stack.bootstrap, f"{stack.settings.kafka.consumer_group_prefix}-aggregator",
+                     topics.name(stack.settings, topics.MEASUREMENTS))

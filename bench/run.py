@@ -38,7 +38,16 @@ from bench import ceiling as ceiling_mod
 from bench import dedup_memory, fold, hostile_load, stream_ceiling
 from bench.catalog import METERS, PLAN_NAME, publish_bench_catalog
 from bench.load import ClientPlan, percentile, run_clients
-from bench.pipeline import IngestOnlyStack, LagReader, auth, bench_settings, store_totals, wait_accepted
+from bench.pipeline import (
+    IngestOnlyStack,
+    LagReader,
+    aggregator_lag,
+    auth,
+    bench_settings,
+    produce_all,
+    store_totals,
+    wait_accepted,
+)
 from bench.procs import CpuMeter, machine, memory_kib
 from bench.report import Row, render, write
 from services.infra import topics
@@ -218,9 +227,7 @@ class Bench:
             wait_accepted(stack, customers[-1], "e2e", event_time)
             wait_accepted(stack, probe, "e2e-probe", event_time)
             pids = self.stack_pids(stack)
-            group = f"{stack.settings.kafka.consumer_group_prefix}-aggregator"
-            measurements = topics.name(stack.settings, topics.MEASUREMENTS)
-            lag = LagReader(stack.bootstrap, group, measurements)
+            lag = aggregator_lag(stack)
             try:
                 if lag.wait_zero(120) is None:
                     raise RuntimeError("aggregator never caught up before the latency phase")
@@ -383,12 +390,7 @@ class Bench:
         cpu = CpuMeter(pids)
         self.start_profiling("rating", {"rater": pids["rater"]}, min(len(names) / 2_000, 120))
         began = time.time()
-        for key, value in records:
-            producer.produce(totals_topic, value, key)
-            producer.poll(0)
-        if producer.flush(120):
-            raise RuntimeError("rating phase: PeriodTotals not delivered")
-        produced = time.time()
+        produced = produce_all(producer, totals_topic, records, "rating phase: PeriodTotals")
         seen: set[bytes] = set()
         first: bytes | None = None
         deadline = time.monotonic() + self.timeout
@@ -435,7 +437,8 @@ class Bench:
     def run(self, phases: set[str]) -> None:
         self.broker = LocalKafkaBroker(self.root / "kafka").start()
         try:
-            steps = [("ceiling", self.ceiling), ("fold", self.fold), ("ingest", self.ingest), ("e2e", self.e2e), ("dedup", self.dedup),
+            steps = [("ceiling", self.ceiling), ("fold", self.fold), ("ingest", self.ingest), ("e2e", self.e2e),
+                     ("dedup", self.dedup),
                      ("hostile", self.hostile)]
             for name, step in steps:
                 if name in phases:
