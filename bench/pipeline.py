@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,6 @@ from services.infra import topics
 from services.infra.kafka_config import consumer_config
 from services.infra.ports import free_port
 from services.infra.stack import Stack
-from services.infra.topics import ensure_topics
 from services.settings import (
     ClickHouseSettings,
     EventTimeSettings,
@@ -24,9 +24,13 @@ from services.settings import (
 )
 
 
-def bench_settings(bootstrap: str, root: Path, name: str) -> Settings:
-    """Own topics, groups, ports, store and API key; short grace (like tests/conftest.py)."""
+def bench_settings(bootstrap: str, root: Path, name: str, ingest_processes: int | None = None) -> Settings:
+    """Own topics, groups, ports, store and API key; short grace (like tests/conftest.py).
+
+    `ingest_processes`: None for the setting's default (the CPUs the bench may use).
+    """
     unique = uuid.uuid4().hex[:8]
+    processes = {} if ingest_processes is None else {"ingest_processes": ingest_processes}
     return Settings(
         data_dir=root / name,
         kafka=KafkaSettings(
@@ -35,21 +39,18 @@ def bench_settings(bootstrap: str, root: Path, name: str) -> Settings:
         ),
         clickhouse=ClickHouseSettings(url=None, database=f"bench_{name}_{unique}"),
         http=HttpSettings(
-            port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key=f"bench-key-{unique}"
+            port=free_port(), aggregator_port=free_port(), rater_port=free_port(), api_key=f"bench-key-{unique}",
+            **processes,
         ),
         event_time=EventTimeSettings(allowed_lateness_seconds=0.5, grace_seconds=1.0, idle_seconds=1.5),
     )
 
 
+@dataclass
 class IngestOnlyStack(Stack):
     """Only the ingest service (and its topics): its own capacity, nothing else on the CPU."""
 
-    def _start(self, timeout: float) -> Stack:
-        ensure_topics(self.settings, self.bootstrap)
-        self.settings = self.settings.updated(http={"ready_peers": []})
-        self.children["ingest"] = self._spawn("ingest")
-        self.wait_ready(timeout)
-        return self
+    services: tuple[str, ...] = ("ingest",)
 
 
 def auth(settings: Settings) -> dict[str, str]:

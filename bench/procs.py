@@ -14,13 +14,35 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far; 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    """User + system CPU of a process (all its threads) and its children so far; 0 if it is gone.
+
+    Children count while they run and, once waited for, in the process's own cutime and
+    cstime: an ingest process group (parent and workers) is measured whole, even across a
+    worker's restart.
+    """
+    fields = _stat(pid)
+    if fields is None:
         return 0.0
-    # After the command: state is field 3, utime 14 and stime 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    # After the command: state is field 3, utime 14, stime 15, cutime 16, cstime 17 (1-based).
+    own = sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
+    return own + sum(cpu_seconds(child) for child in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:  # ppid: field 4
+                found.append(int(entry.name))
+    return found
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -107,8 +107,10 @@ def utc_text(at: datetime) -> str:
 
 
 class Bench:
-    def __init__(self, sizes: Sizes, root: Path, profile: Path | None, timeout: float) -> None:
+    def __init__(self, sizes: Sizes, root: Path, profile: Path | None, timeout: float,
+                 ingest_processes: int | None = None) -> None:
         self.sizes = sizes
+        self.ingest_processes = ingest_processes  # None: the setting's default (the CPUs)
         self.root = root
         self.profile = profile
         self.timeout = timeout
@@ -133,7 +135,7 @@ class Bench:
             out = self.profile / f"{phase}-{name}.txt"
             self._profilers.append(subprocess.Popen(
                 [spy, "record", "--pid", str(pid), "--duration", str(max(int(seconds), 1)), "--rate", "50",
-                 "--nonblocking", "--format", "raw", "--output", str(out)],
+                 "--nonblocking", "--subprocesses", "--format", "raw", "--output", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
 
@@ -164,7 +166,7 @@ class Bench:
 
     def ingest(self) -> None:
         sizes = self.sizes
-        settings = bench_settings(self.bootstrap, self.root, "ingest")
+        settings = bench_settings(self.bootstrap, self.root, "ingest", self.ingest_processes)
         now = datetime.now(UTC)
         start = now - timedelta(days=1)
         event_time = utc_text(now - timedelta(seconds=5))
@@ -193,7 +195,7 @@ class Bench:
             "p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
             "clients": sizes.ingest_clients, "concurrency_per_client": sizes.ingest_concurrency,
             "client_cpu_cores": client_cpu / wall, "server_cpu_cores": cores,
-            "customers": sizes.e2e_customers,
+            "customers": sizes.e2e_customers, "ingest_processes": settings.http.ingest_processes,
         }
         log.info("ingest: %s", self.results["ingest"])
 
@@ -217,7 +219,7 @@ class Bench:
 
     def e2e(self) -> None:
         sizes = self.sizes
-        settings = bench_settings(self.bootstrap, self.root, "e2e")
+        settings = bench_settings(self.bootstrap, self.root, "e2e", self.ingest_processes)
         now = datetime.now(UTC)
         start = now - timedelta(days=1)
         with Stack(settings, log_dir=settings.data_dir / "logs") as stack:
@@ -611,8 +613,8 @@ def rows(results: dict[str, Any], sizes: Sizes) -> list[Row]:
         _fold_row(results.get("fold", {}), consume),
         Row("ingest", "Ingest: HTTP accepted (batches of 1,000)", i.get("events_per_s"), "events/s",
             ratio(i.get("events_per_s"), produce), 100_000, ">=",
-            f"{i.get('clients')}x{i.get('concurrency_per_client')} clients, client CPU "
-            f"{i.get('client_cpu_cores', 0):.2f} cores"),
+            f"{i.get('ingest_processes', 1)} ingest processes, {i.get('clients')}x{i.get('concurrency_per_client')} "
+            f"clients, client CPU {i.get('client_cpu_cores', 0):.2f} cores"),
         Row("ingest_p50", "Ingest: request latency p50", i.get("p50_ms"), "ms", None, None, None, "per batch of 1,000"),
         Row("ingest_p99", "Ingest: request latency p99", i.get("p99_ms"), "ms", None, None, None, "per batch of 1,000"),
         Row("e2e", "End to end: sustained HTTP -> queryable", e.get("events_per_s"), "events/s",
@@ -692,6 +694,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--latency-seconds", type=float, default=None, help="override: seconds of offered 10k/s load")
     parser.add_argument("--sustained-events", type=int, default=None, help="override: events of the sustained run")
     parser.add_argument("--big-customers", type=int, default=None, help="override: customers of memory and rating")
+    parser.add_argument("--ingest-processes", type=int, default=None,
+                        help="processes of the ingest service (default: METERING_INGEST_PROCESSES' default, the CPUs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "services", "metering"):
@@ -706,7 +710,7 @@ def main(argv: list[str]) -> int:
     sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:4]
     root = ROOT / ".metering" / "bench" / run_id
-    bench = Bench(sizes, root, args.profile, args.timeout)
+    bench = Bench(sizes, root, args.profile, args.timeout, args.ingest_processes)
     started = time.monotonic()
     try:
         bench.run(phases)

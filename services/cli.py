@@ -57,10 +57,18 @@ def cmd_demo(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: Settings, _: argparse.Namespace) -> int:
-    from services.ingest.main import run
-
     settings.require_api_key()
-    run(settings, _bootstrap(settings))
+    bootstrap = _bootstrap(settings)
+    if settings.http.ingest_processes > 1:
+        # Imported apart: the group's parent only supervises, and each worker imports the
+        # app itself (services.ingest.main.worker_app).
+        from services.ingest.process_group import serve
+
+        serve(settings)
+    else:
+        from services.ingest.main import run
+
+        run(settings, bootstrap)
     return 0
 
 

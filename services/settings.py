@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from services.infra.cores import available_cores
+
 PREFIX = "METERING_"
 
 # The largest record (key + value bytes) a service produces. Kafka's limit is 1,000,000
@@ -95,6 +97,10 @@ class HttpSettings(BaseModel):
     ready_peers: list[str] = Field(default_factory=list, alias="METERING_READY_PEERS")
     api_key: SecretStr | None = Field(default=None, alias="METERING_API_KEY")
     local_demo: bool = Field(default=False, alias="METERING_LOCAL_DEMO")
+    # Processes serving the ingest port (services/ingest/process_group.py). The default is
+    # the CPUs this process may use; set it where that is not what the host grants
+    # (Kubernetes: the pod's CPU request).
+    ingest_processes: int = Field(default_factory=available_cores, ge=1, alias="METERING_INGEST_PROCESSES")
 
     _unset_when_empty = field_validator("aggregator_url", "api_key", mode="before")(_empty_is_unset)
 

@@ -11,14 +11,19 @@ from collections.abc import Sequence
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    # Linux: the kernel sends SIGTERM to the child when the parent thread exits, so
-    # even a SIGKILLed supervisor leaves no orphan broker or service behind.
+def die_with_parent() -> None:
+    """Linux: the kernel sends this process SIGTERM when the parent thread that started it
+    exits, so even a SIGKILLed supervisor leaves no orphan broker or service behind."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
+
+
+def _die_with_parent_in_own_group() -> None:
+    die_with_parent()
+    # Its own process group: terminate() signals the service and every process it started.
     os.setsid()
 
 
@@ -26,7 +31,7 @@ def spawn(
     argv: Sequence[str], env: dict[str, str] | None = None, stdout: int | None = None, stderr: int | None = None
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        list(argv), env=env, stdout=stdout, stderr=stderr, preexec_fn=_die_with_parent
+        list(argv), env=env, stdout=stdout, stderr=stderr, preexec_fn=_die_with_parent_in_own_group
     )
 
 

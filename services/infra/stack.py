@@ -3,6 +3,8 @@
 Used by `metering up` (foreground until Ctrl-C/SIGTERM), by `metering demo` and by the
 end-to-end tests. Each service is its own process, exactly as in production; a service
 that exits unexpectedly is restarted with backoff (services/infra/restart_policy.py).
+The ingest service may be a group of processes (METERING_INGEST_PROCESSES): its parent
+restarts a worker that died (services/ingest/process_group.py); this restarts the group.
 Stop order: ingest (no new input), rater, aggregator, then the broker.
 """
 
@@ -37,6 +39,7 @@ WATCH_SECONDS = 1.0  # how often the supervisor looks for exited services
 class Stack:
     settings: Settings
     log_dir: Path | None = None  # None: children write to this terminal
+    services: tuple[str, ...] = SERVICES  # a subset runs only those (the bench: ingest alone)
     broker: LocalKafkaBroker | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -75,11 +78,12 @@ class Stack:
             self.broker = LocalKafkaBroker(self.settings.data_dir / "kafka").start()
             self.settings = self.settings.updated(kafka={"bootstrap_servers": self.broker.bootstrap_servers})
         ensure_topics(self.settings, self.bootstrap)
-        peers = [f"http://127.0.0.1:{self.settings.http.aggregator_port}/readyz",
-                 f"http://127.0.0.1:{self.settings.http.rater_port}/readyz"]
+        ports = {"aggregator": self.settings.http.aggregator_port, "rater": self.settings.http.rater_port}
+        peers = [f"http://127.0.0.1:{port}/readyz" for name, port in ports.items() if name in self.services]
         self.settings = self.settings.updated(http={"ready_peers": peers})
         for name in SERVICES:
-            self._launch(name)
+            if name in self.services:
+                self._launch(name)
         self.wait_ready(timeout)
         self._watcher = threading.Thread(target=self._watch, name="stack-watch", daemon=True)
         self._watcher.start()

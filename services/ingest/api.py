@@ -4,17 +4,20 @@ out, health and metrics. This module composes the routes; each group has its mod
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.infra.store_reader import StoreReader
 from services.infra.web import authorized, error_response
 from services.ingest.catalog_access import CatalogWriter
 from services.ingest.catalog_routes import catalog_router
+from services.ingest.group_metrics import exposition
 from services.ingest.measurement_routes import CatalogSource, MeasurementRoutes, MeasurementSink
 from services.ingest.metrics import QUEUE
 from services.ingest.read_routes import read_router
@@ -30,8 +33,9 @@ def create_app(
     peers: list[str] | None = None,
     reader: StoreReader | None = None,
     writer: CatalogWriter | None = None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="metering ingest", version="0.1.0")
+    app = FastAPI(title="metering ingest", version="0.1.0", lifespan=lifespan)
     api_key = settings.http.api_key.get_secret_value().encode() if settings.http.api_key else None
     app.middleware("http")(BearerCheck(api_key))
     MeasurementRoutes(settings, view, publisher).add_to(app)
@@ -61,7 +65,12 @@ class BearerCheck:
 
 
 class HealthRoutes:
-    """Liveness, readiness (broker, catalog and every peer) and the Prometheus metrics."""
+    """Liveness, readiness (broker, catalog and every peer) and the Prometheus metrics.
+
+    In a process group (process_group.py) a request may land on any process: readiness is
+    the answering process's own producer and catalog view (a process is only given
+    connections once its view has loaded), the metrics are the whole group's.
+    """
 
     def __init__(self, view: CatalogSource, publisher: MeasurementSink, peers: list[str]) -> None:
         self._view = view
@@ -81,11 +90,12 @@ class HealthRoutes:
         for url in self._peers:
             checks[url] = await _peer_ready(url)
         status = 200 if all(checks.values()) else 503
-        return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+        # Each process of a group answers for its own producer and view: say which one did.
+        return JSONResponse({"ready": status == 200, "checks": checks, "process": os.getpid()}, status_code=status)
 
     async def metrics(self) -> Response:
         QUEUE.set(self._publisher.queue_depth())
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _peer_ready(url: str) -> bool:

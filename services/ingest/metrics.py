@@ -11,7 +11,10 @@ DELIVERY = Histogram(
     "metering_ingest_kafka_delivery_seconds", "Time from produce to the last broker ack of a batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-QUEUE = Gauge("metering_ingest_producer_queue_depth", "Records waiting in the producer queue")
+# In a process group (process_group.py) each process sets its own depth; /metrics sums
+# the live ones, so a process that died no longer adds its last depth.
+QUEUE = Gauge("metering_ingest_producer_queue_depth", "Records waiting in the producer queue",
+              multiprocess_mode="livesum")
 CATALOG_REQUESTS = Counter("metering_catalog_requests_total", "Catalog API requests", ["kind", "method", "status"])
 
 __all__ = ["CATALOG_REQUESTS", "DELIVERY", "EVENTS", "QUEUE", "REJECTIONS", "REQUESTS", "field_label"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.infra.cores import available_cores
 from services.infra.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
@@ -28,6 +29,13 @@ def _children(pid: int) -> set[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.add(int(entry.name))
     return found
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_metering_up_becomes_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -59,6 +67,11 @@ def test_metering_up_becomes_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) 
         assert ready, "metering up never became ready"
         descendants = _children(process.pid)
         assert len(descendants) == 4  # broker JVM + ingest + aggregator + rater
+        # The ingest service is a group of METERING_INGEST_PROCESSES' default, the CPUs.
+        (ingest,) = (pid for pid in descendants if _command(pid).endswith(b"services.cli\0ingest\0"))
+        workers = {pid for pid in _children(ingest) if b"spawn_main" in _command(pid)}
+        assert len(workers) == (available_cores() if available_cores() > 1 else 0)
+        descendants |= workers
         response = httpx.post(f"http://127.0.0.1:{port}/measurements", json={}, timeout=5)
         assert response.status_code == 401
         process.send_signal(signal.SIGTERM)

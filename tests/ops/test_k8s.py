@@ -151,6 +151,19 @@ def test_replica_rules() -> None:
     assert autoscaler["minReplicas"] >= 2
 
 
+def test_the_ingest_pod_runs_a_process_per_requested_core() -> None:
+    """METERING_INGEST_PROCESSES' default would be the node's cores (a pod's CPU request sets
+    no quota), so the Deployment says how many, and requests a core for each."""
+    ingest = container("metering-ingest")
+    env = {v["name"]: v["value"] for v in ingest.get("env", []) if "value" in v}
+    processes = int(env["METERING_INGEST_PROCESSES"])
+    assert processes >= 1
+    cpu = str(ingest["resources"]["requests"]["cpu"])
+    cores = int(cpu.removesuffix("m")) / 1000 if cpu.endswith("m") else float(cpu)
+    assert cores == processes
+    assert "METERING_INGEST_PROCESSES" not in by_kind("ConfigMap")["metering-config"]["data"]
+
+
 def test_secrets_and_config_reach_the_right_containers() -> None:
     secret = by_kind("Secret")["metering-secrets"]["stringData"]
     configmaps = by_kind("ConfigMap")
@@ -160,10 +173,12 @@ def test_secrets_and_config_reach_the_right_containers() -> None:
             for source in main.get("envFrom", []):
                 assert source["configMapRef"]["name"] in configmaps, name
             for variable in main.get("env", []):
+                if "value" in variable:
+                    continue  # a setting of this workload alone, not a secret
                 ref = variable["valueFrom"]["secretKeyRef"]
                 assert ref["name"] == "metering-secrets" and ref["key"] in secret, name
     def secret_keys(deployment: str) -> set[str]:
-        return {v["valueFrom"]["secretKeyRef"]["key"] for v in container(deployment).get("env", [])}
+        return {v["valueFrom"]["secretKeyRef"]["key"] for v in container(deployment).get("env", []) if "valueFrom" in v}
     assert secret_keys("metering-ingest") == {"METERING_API_KEY"}
     # several workers share one store: the aggregator must use a ClickHouse server
     assert secret_keys("metering-aggregator") == {"CLICKHOUSE_URL"}

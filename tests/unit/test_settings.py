@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from services.infra.cores import available_cores
 from services.settings import (
     MAX_RECORD_BYTES,
     OTHER_VARIABLES,
@@ -43,6 +44,7 @@ FULL = {
     "METERING_READY_PEERS": "http://a:9081/readyz, http://b:9082/readyz",
     "METERING_API_KEY": "s3cret-key",
     "METERING_LOCAL_DEMO": "true",
+    "METERING_INGEST_PROCESSES": "3",
     "METERING_ALLOWED_LATENESS_SECONDS": "0.5",
     "METERING_GRACE_SECONDS": "1.5",
     "METERING_IDLE_SECONDS": "2.5",
@@ -75,6 +77,7 @@ EXPECTED: dict[str, Any] = {
     "http.ready_peers": ["http://a:9081/readyz", "http://b:9082/readyz"],
     "http.api_key": "s3cret-key",
     "http.local_demo": True,
+    "http.ingest_processes": 3,
     "event_time.allowed_lateness_seconds": 0.5,
     "event_time.grace_seconds": 1.5,
     "event_time.idle_seconds": 2.5,
@@ -147,6 +150,7 @@ def test_without_variables_the_defaults_apply(env: pytest.MonkeyPatch) -> None:
     assert settings.kafka.partitions == 4 and settings.http.port == 8080
     assert settings.http.ready_peers == [] and settings.http.api_key is None
     assert settings.limits.max_record_bytes == MAX_RECORD_BYTES
+    assert settings.http.ingest_processes == available_cores() >= 1
 
 
 def test_an_empty_variable_is_unset(env: pytest.MonkeyPatch) -> None:
@@ -165,6 +169,37 @@ def test_a_mistyped_variable_is_an_error_that_names_it(env: pytest.MonkeyPatch) 
 def test_a_bad_value_names_its_variable_and_the_reason(env: pytest.MonkeyPatch) -> None:
     (error,) = _errors(env, {"METERING_HTTP_PORT": "eighty"})
     assert error.startswith("METERING_HTTP_PORT='eighty': ") and "valid integer" in error
+
+
+def test_the_ingest_process_count_is_at_least_one(env: pytest.MonkeyPatch) -> None:
+    (error,) = _errors(env, {"METERING_INGEST_PROCESSES": "0"})
+    assert error.startswith("METERING_INGEST_PROCESSES='0': ") and "greater than or equal to 1" in error
+    (error,) = _errors(env, {"METERING_INGEST_PROCESSES": "two"})
+    assert error.startswith("METERING_INGEST_PROCESSES='two': ") and "valid integer" in error
+
+
+def test_the_default_process_count_follows_the_cpus_the_process_may_use(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    assert available_cores(tmp_path) == 8  # no cgroup files: the affinity mask
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cores(tmp_path) == 8  # cgroup v2 without a quota
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert available_cores(tmp_path) == 2  # a quota of 1.5 CPUs: two processes share it
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert available_cores(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("2000000 100000\n")
+    assert available_cores(tmp_path) == 8  # a quota above the mask does not add cores
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert available_cores(tmp_path) == 8  # cgroup v1 without a quota
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    assert available_cores(tmp_path) == 3
+    env.setattr("services.infra.cores.CGROUP", tmp_path)
+    assert Settings().http.ingest_processes == 3
 
 
 def test_every_error_is_reported_at_once(env: pytest.MonkeyPatch) -> None:
