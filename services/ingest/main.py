@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 
 from services.infra.catalog_view import CatalogView
 from services.infra.logs import configure as configure_logs
@@ -18,6 +19,7 @@ from services.infra.processes import die_with_parent
 from services.infra.store_reader import reader_for
 from services.ingest.api import create_app
 from services.ingest.catalog_access import KafkaCatalogWriter
+from services.ingest.draining_server import DrainingServer
 from services.ingest.publisher import Publisher
 from services.settings import Settings
 
@@ -25,13 +27,16 @@ from services.settings import Settings
 def run(settings: Settings, bootstrap: str) -> None:
     """The service as one process (METERING_INGEST_PROCESSES=1)."""
     app = ingest_app(settings, bootstrap)
-    # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes in-flight requests
+    # The server handles SIGINT/SIGTERM: it stops accepting, finishes in-flight requests
     # (each waits for its delivery reports), runs the lifespan's cleanup, then re-raises
     # the signal against the handlers it found. Ours ignore it, so we exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    uvicorn.run(app, host=settings.http.host, port=settings.http.port, lifespan="on",
-                log_level="warning", access_log=False)
+    server = DrainingServer(uvicorn.Config(app, host=settings.http.host, port=settings.http.port, lifespan="on",
+                                           log_level="warning", access_log=False))
+    server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run exits when the app could not start
 
 
 def ingest_app(settings: Settings, bootstrap: str) -> FastAPI:
