@@ -6,10 +6,11 @@ workers by spawning fresh interpreters; each builds its own producer and catalog
 (main.worker_app) and takes connections from the shared socket once its view has loaded.
 The parent
 
-- restarts a worker that died or stopped answering its pings; the others keep serving
-  the port meanwhile, and connections wait in its backlog rather than being refused;
+- restarts a worker that died or stopped answering its pings (deadlines generous enough
+  for a loaded host: worker_liveness.py); the others keep serving the port meanwhile, and
+  connections wait in its backlog rather than being refused;
 - on SIGTERM or SIGINT, has every worker drain (requests in flight get their delivery
-  reports, then the producer is flushed) and exits 0 once all have;
+  reports, then the producer is flushed; draining_server.py) and exits 0 once all have;
 - stops the whole group, exiting 3, when a worker fails while starting (no broker, say):
   whoever supervises the group (`metering up`'s stack, Kubernetes) then restarts it with
   a backoff, where a restart here would loop at once.
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import shutil
+import time
 from pathlib import Path
 from socket import socket
 
@@ -33,7 +36,9 @@ from prometheus_client.multiprocess import mark_process_dead
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
+from services.ingest.draining_server import DrainingServer
 from services.ingest.group_metrics import METRICS_VARIABLE
+from services.ingest.worker_liveness import STARTUP_SECONDS, UNRESPONSIVE_SECONDS, Liveness
 from services.settings import Settings, settings_env
 
 log = logging.getLogger("metering.ingest")
@@ -73,29 +78,84 @@ def serve(settings: Settings) -> None:
         raise SystemExit(STARTUP_FAILURE)
 
 
-class WorkerGroup(Multiprocess):
-    """uvicorn's supervisor, which also tells Prometheus's files about workers that are gone."""
+class WorkerProcess(Process):
+    """One worker of the group; it serves with DrainingServer, so it stops when told to."""
 
-    def __init__(self, config: uvicorn.Config, sockets: list[socket], metrics: Path) -> None:
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = DrainingServer(config=self.config)
+        return self._server
+
+
+class WorkerGroup(Multiprocess):
+    """uvicorn's supervisor (signals, stopping, waiting for the workers), with workers of our
+    own, liveness judged by worker_liveness.py, and Prometheus's files told of dead workers."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket], metrics: Path,
+                 startup: float = STARTUP_SECONDS, unresponsive: float = UNRESPONSIVE_SECONDS) -> None:
         super().__init__(config, sockets)
         self._metrics = metrics
-        self._known: dict[int, Process] = {}
+        self._startup, self._answer_within = startup, unresponsive
+        self._liveness: dict[Process, Liveness] = {}
         self.failed_to_start = False
 
-    def keep_subprocess_alive(self) -> None:
-        # Called every half second, after the signals were handled: whatever replaced or
-        # removed a worker since the last call, its pid is gone from self.processes now.
-        stopping = self.should_exit.is_set()
-        super().keep_subprocess_alive()
-        if not stopping and self.should_exit.is_set():
-            self.failed_to_start = True  # uvicorn stops the group when a worker could not start
-        self._forget_gone_workers()
+    def init_processes(self) -> None:
+        self.processes = [self._started_worker() for _ in range(self.processes_num)]
 
-    def _forget_gone_workers(self) -> None:
-        current = {process.pid: process for process in self.processes if process.pid is not None}
-        for pid, process in self._known.items():
-            if pid not in current:
-                log.error("ingest process %d exited with code %s%s", pid, process.exitcode,
-                          "" if self.should_exit.is_set() else "; started another")
-                mark_process_dead(pid, str(self._metrics))  # type: ignore[no-untyped-call]
-        self._known = current
+    def _started_worker(self) -> WorkerProcess:
+        worker = WorkerProcess(self.config, self.sockets)
+        worker.start()
+        self._liveness[worker] = Liveness(startup=self._startup, unresponsive=self._answer_within)
+        return worker
+
+    def keep_subprocess_alive(self) -> None:
+        # Called every half second, after the signals were handled. A signal still queued
+        # may be the SIGTERM that also made a worker exit: replace nothing before it is read.
+        if self.should_exit.is_set() or self.signal_queue:
+            return
+        for index, worker in enumerate(self.processes):
+            if worker.process.is_alive() and not self._unresponsive(worker):
+                continue
+            worker.kill()  # a no-op for a worker that exited
+            worker.join()
+            del self._liveness[worker]
+            if worker.exitcode == STARTUP_FAILURE:
+                # Its app could not start (no broker, say): every replacement would fail the
+                # same way, so the group stops and its own supervisor restarts it with a backoff.
+                log.error("ingest process %d failed while starting; stopping the group", worker.pid)
+                self.failed_to_start = True
+                self.should_exit.set()
+                return
+            log.error("ingest process %d exited with code %s; started another", worker.pid, worker.exitcode)
+            mark_process_dead(worker.pid, str(self._metrics))  # type: ignore[no-untyped-call]
+            self.processes[index] = self._started_worker()
+
+    def _unresponsive(self, worker: Process) -> bool:
+        """Collects the worker's answer to its last ping, sends the next, and says whether
+        it is past its deadline (worker_liveness.py)."""
+        liveness = self._liveness[worker]
+        try:
+            while worker.parent_conn.poll():
+                worker.parent_conn.recv()
+                liveness.answered()
+            if liveness.ping_due:
+                worker.parent_conn.send(b"ping")
+                liveness.pinged(time.monotonic())
+        except (OSError, EOFError, pickle.UnpicklingError):
+            pass  # its end of the pipe is gone: it exits, or it goes overdue
+        waited = liveness.overdue(time.monotonic())
+        if waited is not None:
+            log.error("ingest process %d answered no ping for %.0f s; killing it", worker.pid, waited)
+        return waited is not None
+
+    # uvicorn would start workers of its own class for these: resizing or rolling the group
+    # means changing METERING_INGEST_PROCESSES and restarting it, as for one process.
+    def handle_hup(self) -> None:
+        log.warning("ingest group: SIGHUP ignored; restart the group to restart its processes")
+
+    def handle_ttin(self) -> None:
+        log.warning("ingest group: SIGTTIN ignored; set METERING_INGEST_PROCESSES and restart it")
+
+    def handle_ttou(self) -> None:
+        log.warning("ingest group: SIGTTOU ignored; set METERING_INGEST_PROCESSES and restart it")
