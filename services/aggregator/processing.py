@@ -34,7 +34,16 @@ from shared.measurement_check import Checked
 from shared.models import Measurement, Meter, PricePlan, Subscription
 from shared.models.measurement import measurement_json, utc_text
 from shared.periods import Period, period_containing
-from shared.resolution import CatalogIndexes, Fact, Limits, SubscriptionAt, resolve, series_key, typed_value
+from shared.resolution import (
+    MAX_INTEGER_DIGITS,
+    CatalogIndexes,
+    Fact,
+    Limits,
+    SubscriptionAt,
+    resolve,
+    series_key,
+    typed_value,
+)
 from shared.series_keys import SEP, TRIAL_SUFFIX, dedup_key, series_table_key
 from shared.timeline import empty_timeline, insert, is_order_dependent
 from shared.trial import trial_end
@@ -76,7 +85,9 @@ class Terms(NamedTuple):
     period: Period
     start_text: str
     end_text: str
-_INTEGER_BOUND = 10**26  # resolution.MAX_INTEGER_DIGITS: an int below it is its own Decimal
+
+
+_INTEGER_BOUND = 10**MAX_INTEGER_DIGITS  # a non-negative int below it is its own Decimal on any numeric meter
 
 
 @dataclass(frozen=True)
