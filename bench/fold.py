@@ -56,8 +56,9 @@ def _records(customers: list[str], count: int, event_time: str) -> tuple[list[tu
 
 
 def measure(bootstrap: str, root: Path, customers: int, measurements: int, timeout: float,
-            profile: Any = None) -> dict[str, Any]:
-    settings = bench_settings(bootstrap, root, "fold")
+            profile: Any = None, dedup_ids: str = "auto") -> dict[str, Any]:
+    """`dedup_ids`: METERING_DEDUP_IDS (auto means state-log on the embedded engine)."""
+    settings = bench_settings(bootstrap, root, "fold").updated(limits={"dedup_ids": dedup_ids})
     start = datetime.now(UTC) - timedelta(days=1)
     with Stack(settings, log_dir=settings.data_dir / "logs") as stack:
         names = publish_bench_catalog(stack.settings, stack.bootstrap, customers, start)
@@ -95,7 +96,7 @@ def measure(bootstrap: str, root: Path, customers: int, measurements: int, timeo
                 log.warning("fold: %s stored %s api_calls, produced %s", name, stored, api_calls.get(name, 0))
         memory = memory_kib(aggregator)
     return {
-        "measurements": measurements, "envelopes": len(envelopes), "customers": customers,
+        "measurements": measurements, "envelopes": len(envelopes), "customers": customers, "dedup_ids": dedup_ids,
         # Lag counts records: without a drain, the envelopes still unread are taken as full.
         "per_s": (measurements - remaining * 1_000) / (end - began),
         "seconds": end - began, "produce_seconds": produced - began, "drained": drained is not None,

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = {
-    "ceiling", "ceiling_consume", "ceiling_stream", "ingest", "ingest_p50", "ingest_p99",
+    "ceiling", "ceiling_consume", "ceiling_stream", "fold", "fold_store", "ingest", "ingest_p50", "ingest_p99",
     "e2e", "e2e_p50", "e2e_p99", "e2e_low_p50", "e2e_low_p99",
     "rating", "memory", "dedup_memory", "hostile_small", "hostile",
 }
@@ -40,6 +40,9 @@ def test_quick_bench_fills_every_row(tmp_path: Path) -> None:
         assert row["label"] in done.stdout
     assert document["details"]["e2e"]["totals_mismatched"] == 0
     assert document["details"]["rating"]["complete"] is True
+    for fold in ("fold", "fold_store"):
+        run = document["details"][fold]
+        assert run["drained"] and run["totals_exact"] == run["totals_checked"] > 0, run
     dedup = document["details"]["dedup"]
     assert dedup["retries_all_caught"] and dedup["totals_exact"] == dedup["totals_checked"] > 0
     for mix in ("hostile_small", "hostile"):
