@@ -17,6 +17,7 @@ from shared.models import Measurement, Meter, Subscription
 from shared.money import decimal_text
 
 Problem = tuple[str, str]
+NO_SUBSCRIPTION = "has no subscription covering"
 # (customer, instant) -> the subscription covering it: Catalog.subscription_at or an index.
 SubscriptionAt = Callable[[str, datetime], Subscription | None]
 # A value has at most 26 integer and 12 fractional digits: what the store's
@@ -258,10 +259,20 @@ def resolve(
             facts.append(Fact(customer, meter, series_key(meter, measurement.labels), value, at, measurement))
     covering = catalog.subscription_at if subscription_at is None else subscription_at
     if customer is not None and not problems and covering(customer, at) is None:
-        problems.append(("time", f"customer {customer!r} has no subscription covering {at.isoformat()}"))
+        problems.append(("time", f"customer {customer!r} {NO_SUBSCRIPTION} {at.isoformat()}"))
     if problems:
         return [], problems
     return facts, []
+
+
+def catalog_may_lag(problems: list[Problem]) -> bool:
+    """Whether a catalog that has caught up might accept what these problems refuse: an
+    unknown customer, meter or event, or a customer without a subscription covering the
+    instant yet (another service may have just added it)."""
+    return any(
+        field in ("customer_name", "meter_name", "event_name") or NO_SUBSCRIPTION in reason
+        for field, reason in problems
+    )
 
 
 def _time_problems(at: datetime, received_at: datetime, limits: Limits) -> list[Problem]:

@@ -40,6 +40,7 @@ from shared.resolution import (
     Fact,
     Limits,
     SubscriptionAt,
+    catalog_may_lag,
     resolve,
     series_key,
     typed_value,
@@ -317,10 +318,10 @@ class Processor:
 
     def _facts(self, measurement: Measurement, received_at: datetime) -> list[Fact] | str:
         facts, problems = resolve(measurement, self.catalog(), received_at, self.limits, self.subscription_at)
-        unknown_name = any(f in ("customer_name", "meter_name", "event_name") for f, _ in problems)
-        if problems and not self._refreshed and unknown_name:
-            # Another service may have just added the entity: catch up, once per batch
-            # (a catch-up can take seconds; a stream of unknown names must not stall).
+        if problems and not self._refreshed and catalog_may_lag(problems):
+            # Another service may have just added the entity or the subscription: catch up,
+            # once per batch (a catch-up can take seconds; a stream of unknown names must
+            # not stall).
             self._refreshed = True
             self.refresh_catalog()
             facts, problems = resolve(measurement, self.catalog(), received_at, self.limits, self.subscription_at)

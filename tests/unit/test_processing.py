@@ -194,6 +194,38 @@ def test_the_catalog_is_refreshed_once_for_an_unknown_entity() -> None:
     assert (calls, result.folded, result.dead_letters) == ([1], 1, [])
 
 
+def test_the_catalog_is_refreshed_once_for_a_customer_whose_subscription_is_not_known_yet() -> None:
+    # The customer arrived in the view before its subscription (found by the quick bench
+    # in CI: measurements produced right after the catalog were dead-lettered).
+    calls: list[int] = []
+    catalogs = [make_catalog({**DOCUMENT, "subscriptions": []})]
+
+    def refresh() -> None:
+        calls.append(1)
+        catalogs[0] = make_catalog()
+
+    p = Processor(
+        catalog=lambda: catalogs[0], refresh_catalog=refresh,
+        limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
+        series={}, dedup=new_dedup(), closed_through=lambda c, s: 0,
+    )
+    result = p.process([record(0, usage("a", 4)), record(1, usage("b", 1))])
+    assert (calls, result.folded, result.dead_letters) == ([1], 2, [])
+
+
+def test_a_measurement_no_subscription_covers_is_dead_lettered_after_one_refresh() -> None:
+    calls: list[int] = []
+    p = Processor(
+        catalog=lambda: make_catalog({**DOCUMENT, "subscriptions": []}), refresh_catalog=lambda: calls.append(1),
+        limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
+        series={}, dedup=new_dedup(), closed_through=lambda c, s: 0,
+    )
+    result = p.process([record(0, usage("a", 4)), record(1, usage("b", 1))])
+    assert calls == [1] and result.folded == 0
+    assert [d.reason for d in result.dead_letters] == [
+        "time: customer 'acme' has no subscription covering 2026-03-05T00:00:00+00:00"] * 2
+
+
 def test_late_usage_into_a_closed_period_is_reported() -> None:
     p = make_processor(closed=2)  # January (0) and February (1) are closed
     result = p.process([record(0, usage("late", 4, "2026-02-27T00:00:00Z")), record(1, usage("ok", 1))])
