@@ -60,10 +60,16 @@ def _seed(settings: Settings, ids: int) -> float:
     return time.time() - began
 
 
-def _dedup_hits(stack: Stack) -> float:
+def _counters(stack: Stack) -> dict[str, float]:
+    """Dedup hits and measurement outcomes from the aggregator's /metrics."""
     text = httpx.get(f"{stack.aggregator_url}/metrics", headers=auth(stack.settings), timeout=10).text
-    match = re.search(r"^metering_aggregator_dedup_hits_total ([0-9.e+]+)$", text, flags=re.M)
-    return float(match.group(1)) if match else 0.0
+    found = {}
+    for name, pattern in (("dedup_hits", r"metering_aggregator_dedup_hits_total"),
+                          ("folded", r'metering_aggregator_events_total\{outcome="folded"\}'),
+                          ("dead_lettered", r'metering_aggregator_events_total\{outcome="dead_lettered"\}')):
+        match = re.search(rf"^{pattern} ([0-9.e+]+)$", text, flags=re.M)
+        found[name] = float(match.group(1)) if match else 0.0
+    return found
 
 
 def measure(bootstrap: str, root: Path, ids: int, new: int = 100_000, retries: int = 50_000,
@@ -102,7 +108,8 @@ def measure(bootstrap: str, root: Path, ids: int, new: int = 100_000, retries: i
         assert producer.flush(120) == 0
         drained = lag.wait_zero(timeout)
         lag.close()
-        hits = _dedup_hits(stack)
+        counters = _counters(stack)
+        hits = counters["dedup_hits"]
         sample = [customer_name(i) for i in range(0, CUSTOMERS, 50)]
         exact = sum(
             1 for customer in sample
@@ -115,6 +122,9 @@ def measure(bootstrap: str, root: Path, ids: int, new: int = 100_000, retries: i
     result = {
         "ids_in_window": ids, "seed_seconds": seed_s, "new_measurements": new, "retries_of_old_ids": retries,
         "dedup_hits": hits, "retries_all_caught": hits == retries, "drained": drained is not None,
+        # Every new measurement folded once, none dead-lettered: with the hits, nothing
+        # counted twice even outside the sampled totals.
+        "folded": counters["folded"], "dead_lettered": counters["dead_lettered"],
         "seconds": (drained or time.time()) - began,
         "rss_after_filters_mib": loaded.get("VmRSS", 0) / 1024,
         "peak_rss_mib": memory.get("VmHWM", 0) / 1024, "rss_mib": memory.get("VmRSS", 0) / 1024,

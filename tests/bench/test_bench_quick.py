@@ -44,6 +44,7 @@ def test_quick_bench_fills_every_row(tmp_path: Path) -> None:
         run = document["details"][fold]
         assert run["drained"] and run["totals_exact"] == run["totals_checked"] > 0, run
     dedup = document["details"]["dedup"]
-    assert dedup["retries_all_caught"] and dedup["totals_exact"] == dedup["totals_checked"] > 0
+    assert dedup["retries_all_caught"] and dedup["totals_exact"] == dedup["totals_checked"] > 0, dedup
+    assert (dedup["folded"], dedup["dead_lettered"]) == (dedup["new_measurements"], 0), dedup
     for mix in ("hostile_small", "hostile"):
         assert document["details"][mix]["totals_exact"] and not document["details"][mix]["aggregator_restarted"]
