@@ -11,7 +11,6 @@ partitions from their beginning, never from their end.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 import uuid
@@ -45,6 +44,7 @@ from tests.e2e.streaming import (
     subscription_window,
     utc_now,
 )
+from tests.support.faults import fault_control
 from tests.support.kafka import read_invoices
 from tests.support.oracle import MeterSpec, expected_totals
 from tests.support.pipeline import pipeline_settings
@@ -54,15 +54,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
 @pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("faults") / "control"
-    path.write_text("")
-    previous = os.environ.get("METERING_FAULT_FILE")
-    os.environ["METERING_FAULT_FILE"] = str(path)  # inherited by the stack's children
-    yield path
-    if previous is None:
-        os.environ.pop("METERING_FAULT_FILE", None)
-    else:
-        os.environ["METERING_FAULT_FILE"] = previous
+    with fault_control(tmp_path_factory.mktemp("faults") / "control") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,7 @@ from tests.e2e.streaming import (
     subscription_window,
     utc_now,
 )
+from tests.support.faults import fault_control
 from tests.support.oracle import MeterSpec, expected_totals
 from tests.support.pipeline import pipeline_settings
 
@@ -60,15 +61,8 @@ PACE_SECONDS = 0.1  # between two slices: about 250 deliveries/s while the hando
 @pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The first worker's fault control file (the stack's aggregator inherits it)."""
-    path = tmp_path_factory.mktemp("handover-faults") / "control"
-    path.write_text("")
-    previous = os.environ.get("METERING_FAULT_FILE")
-    os.environ["METERING_FAULT_FILE"] = str(path)
-    yield path
-    if previous is None:
-        os.environ.pop("METERING_FAULT_FILE", None)
-    else:
-        os.environ["METERING_FAULT_FILE"] = previous
+    with fault_control(tmp_path_factory.mktemp("handover-faults") / "control") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

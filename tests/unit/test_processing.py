@@ -177,19 +177,25 @@ def test_a_dead_letter_does_not_stop_the_batch() -> None:
     assert result.dead_letters[0].record.offset == 1
 
 
-def test_the_catalog_is_refreshed_once_for_an_unknown_entity() -> None:
+def refreshing_processor(before: dict[str, Any], after: dict[str, Any]) -> tuple[Processor, list[int]]:
+    """A Processor whose catalog is `before` until its first refresh, `after` from then on."""
     calls: list[int] = []
-    catalogs = [make_catalog({**DOCUMENT, "customers": [], "subscriptions": []})]
+    catalogs = [make_catalog(before)]
 
     def refresh() -> None:
         calls.append(1)
-        catalogs[0] = make_catalog()
+        catalogs[0] = make_catalog(after)
 
     p = Processor(
         catalog=lambda: catalogs[0], refresh_catalog=refresh,
         limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
         series={}, dedup=new_dedup(), closed_through=lambda c, s: 0,
     )
+    return p, calls
+
+
+def test_the_catalog_is_refreshed_once_for_an_unknown_entity() -> None:
+    p, calls = refreshing_processor({**DOCUMENT, "customers": [], "subscriptions": []}, DOCUMENT)
     result = p.process([record(0, usage("a", 4))])
     assert (calls, result.folded, result.dead_letters) == ([1], 1, [])
 
@@ -197,29 +203,14 @@ def test_the_catalog_is_refreshed_once_for_an_unknown_entity() -> None:
 def test_the_catalog_is_refreshed_once_for_a_customer_whose_subscription_is_not_known_yet() -> None:
     # The customer arrived in the view before its subscription (found by the quick bench
     # in CI: measurements produced right after the catalog were dead-lettered).
-    calls: list[int] = []
-    catalogs = [make_catalog({**DOCUMENT, "subscriptions": []})]
-
-    def refresh() -> None:
-        calls.append(1)
-        catalogs[0] = make_catalog()
-
-    p = Processor(
-        catalog=lambda: catalogs[0], refresh_catalog=refresh,
-        limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
-        series={}, dedup=new_dedup(), closed_through=lambda c, s: 0,
-    )
+    p, calls = refreshing_processor({**DOCUMENT, "subscriptions": []}, DOCUMENT)
     result = p.process([record(0, usage("a", 4)), record(1, usage("b", 1))])
     assert (calls, result.folded, result.dead_letters) == ([1], 2, [])
 
 
 def test_a_measurement_no_subscription_covers_is_dead_lettered_after_one_refresh() -> None:
-    calls: list[int] = []
-    p = Processor(
-        catalog=lambda: make_catalog({**DOCUMENT, "subscriptions": []}), refresh_catalog=lambda: calls.append(1),
-        limits=Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=35)),
-        series={}, dedup=new_dedup(), closed_through=lambda c, s: 0,
-    )
+    without = {**DOCUMENT, "subscriptions": []}
+    p, calls = refreshing_processor(without, without)
     result = p.process([record(0, usage("a", 4)), record(1, usage("b", 1))])
     assert calls == [1] and result.folded == 0
     assert [d.reason for d in result.dead_letters] == [
