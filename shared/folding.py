@@ -1,64 +1,98 @@
 """Folding facts into per-series period state (semantics.md, Aggregation).
 
-State is a plain JSON-able dict so it can live in a Faust table and its changelog:
-    {"value": "<decimal text>", "events": int, "applied": <last source offset>,
-     "uniques": {value: None, ...} (UNIQUE_COUNT only: an insertion-ordered set, so the
-                 aggregator's state log can persist just the values added since its last flush)}
-`applied` makes folding idempotent under replay: a fact whose source offset is not
-beyond `applied` is already inside `value` and is skipped.
+A `PeriodState` is one series' fold over one billing period, for the meters whose
+quantity does not depend on event-time order (order-dependent ones keep a
+`shared.timeline.Timeline`). `applied` makes folding idempotent under replay: a fact
+whose source position is not beyond it is already inside `value` and is skipped.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Context, Decimal
 from typing import Any
 
 from shared.models import Meter
+from shared.models.measurement import utc_text
 from shared.money import decimal_text
+from shared.series_keys import SEP, TIMELINE
+from shared.timeline import Timeline
 
 # Measurement values carry up to 26 integer and 12 fractional digits (the store's
 # Decimal(38, 12)); sums must keep every one of them, beyond the default 28 digits.
 PRECISION = 80
-
-State = dict[str, Any]
-
-
-def empty_state() -> State:
-    return {"value": "0", "events": 0, "applied": -1}
+# A context object rather than `localcontext()`: entering one per fold costs more than the fold.
+_SUMS = Context(prec=PRECISION)
+_ZERO = Decimal(0)
+TIMELINE_SUFFIX = SEP + TIMELINE
 
 
-def quantity(state: State) -> Decimal:
-    return Decimal(state["value"])
+@dataclass(slots=True)
+class PeriodState:
+    """One series over one period: its quantity so far and what is folded into it."""
+
+    end: datetime  # the period's end: the store row carries it, and housekeeping reads it
+    value: Decimal = _ZERO
+    events: int = 0
+    applied: int = -1  # the position of the last item folded in
+    # UNIQUE_COUNT only: the distinct values, as an insertion-ordered set, so the state log
+    # can persist just the values added since its last flush.
+    uniques: dict[str, None] | None = None
+
+    def to_json(self) -> list[Any]:
+        """The state without its distinct values (the state log writes those apart)."""
+        return [str(self.value), self.events, self.applied, utc_text(self.end)]
+
+    @classmethod
+    def from_json(cls, data: list[Any] | dict[str, Any]) -> PeriodState:
+        """Read `to_json`, or the dict written before states were typed (logs of earlier releases)."""
+        if isinstance(data, dict):
+            return cls(datetime.fromisoformat(data["end"]), Decimal(data["value"]), data["events"], data["applied"])
+        value, events, applied, end = data
+        return cls(datetime.fromisoformat(end), Decimal(value), events, applied)
 
 
-def fold(state: State, meter: Meter, value: Decimal | str, offset: int) -> bool:
-    """Apply one fact in place; returns False when the offset was already applied."""
-    if offset <= state["applied"]:
+def fold(state: PeriodState, meter: Meter, value: Decimal | str, position: int) -> bool:
+    """Apply one fact in place; returns False when its position was already applied.
+
+    Everything that can raise comes before the first change: an item that fails leaves
+    the state as it was.
+    """
+    if position <= state.applied:
         return False
-    state["applied"] = offset
-    first = state["events"] == 0
-    state["events"] += 1
     aggregation = meter.aggregation
     if aggregation == "UNIQUE_COUNT":
-        uniques = state.get("uniques")
-        if uniques is None:
-            uniques = state["uniques"] = {}
         # Numbers are compared by value, not spelling: 5, 5.0 and 5E+0 are one value.
-        uniques[value if isinstance(value, str) else decimal_text(value)] = None
-        state["value"] = str(len(uniques))
-        return True
-    if aggregation == "COUNT":
-        state["value"] = str(state["events"])
-        return True
-    number = Decimal(value)
-    current = Decimal(state["value"])
-    if aggregation == "SUM":
-        with localcontext() as ctx:
-            ctx.prec = PRECISION
-            current += number
-    elif aggregation == "MAX":
-        current = number if first else max(current, number)
-    else:  # MIN
-        current = number if first else min(current, number)
-    state["value"] = str(current)
+        text = value if isinstance(value, str) else decimal_text(value)
+        uniques = state.uniques
+        if uniques is None:
+            uniques = state.uniques = {}
+        uniques[text] = None
+        new = Decimal(len(uniques))
+    elif aggregation == "COUNT":
+        new = Decimal(state.events + 1)
+    else:
+        number = value if isinstance(value, Decimal) else Decimal(value)
+        if aggregation == "SUM":
+            new = _SUMS.add(state.value, number)
+        elif state.events == 0:
+            new = number
+        elif aggregation == "MAX":
+            new = max(state.value, number)
+        else:  # MIN
+            new = min(state.value, number)
+    state.value = new
+    state.events += 1
+    state.applied = position
     return True
+
+
+SeriesState = PeriodState | Timeline
+
+
+def series_state_from_json(key: str, data: list[Any] | dict[str, Any]) -> SeriesState:
+    """A state as the state log wrote it: a timeline under a TIMELINE key, else a period state."""
+    if key.endswith(TIMELINE_SUFFIX):
+        return Timeline.from_json(data)
+    return PeriodState.from_json(data)

@@ -11,22 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any
 
 from shared import timeline as timelines
 from shared.catalog import Catalog
+from shared.folding import PeriodState, SeriesState
 from shared.models import Meter
 from shared.models.json_types import format_utc
 from shared.periods import Period, period_at_index, period_index_at
 from shared.rating import PRECISION
-from shared.series_keys import TIMELINE, TRIAL_SUFFIX, parse_series_table_key
+from shared.series_keys import TRIAL_SUFFIX, parse_series_table_key
 
 Totals = dict[str, dict[str, Decimal]]  # meter -> series -> quantity
 
 
 def period_totals(
     meters: Mapping[str, Meter],
-    series: Mapping[str, Any],
+    series: Mapping[str, SeriesState],
     keys: Iterable[str],
     subscription_start: datetime,
     start: datetime,
@@ -43,7 +43,7 @@ def period_totals(
 
 def totals_with_trial(
     meters: Mapping[str, Meter],
-    series: Mapping[str, Any],
+    series: Mapping[str, SeriesState],
     keys: Iterable[str],
     subscription_start: datetime,
     start: datetime,
@@ -76,7 +76,7 @@ def totals_with_trial(
 
 def _totals(
     meters: Mapping[str, Meter],
-    series: Mapping[str, Any],
+    series: Mapping[str, SeriesState],
     keys: list[str],
     subscription_start: datetime,
     start: datetime,
@@ -86,7 +86,8 @@ def _totals(
     post_from: datetime | None = None,
 ) -> Totals:
     start_text = format_utc(start)
-    combined: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    combined: dict[tuple[str, str], list[PeriodState]] = {}
+    exact: dict[tuple[str, str], Decimal] = {}
     for key in keys:
         _, meter_name, series_name, period = parse_series_table_key(key)
         meter = meters.get(meter_name)
@@ -94,7 +95,7 @@ def _totals(
         if meter is None or state is None:
             continue
         cumulative = meter.reporting_method == "total"
-        if period == TIMELINE:
+        if isinstance(state, timelines.Timeline):
             window_start = subscription_start if cumulative else start
             if post_from is not None:
                 window_start = max(window_start, post_from)
@@ -103,7 +104,7 @@ def _totals(
                 window_end = min(end, max(upto, window_start))
             value = timelines.quantity(meter, state, window_start, window_end)
             if value is not None:
-                combined.setdefault((meter_name, series_name), []).append({"exact": value})
+                exact[(meter_name, series_name)] = value
             continue
         trial_part = period.endswith(TRIAL_SUFFIX)
         if trial_part and not include_trial:
@@ -117,20 +118,20 @@ def _totals(
             combined.setdefault((meter_name, series_name), []).append(state)
     out: Totals = {}
     for (meter_name, series_name), states in combined.items():
-        exact = [s["exact"] for s in states if "exact" in s]
-        value = exact[0] if exact else _combine(meters[meter_name], states)
+        out.setdefault(meter_name, {})[series_name] = _combine(meters[meter_name], states)
+    for (meter_name, series_name), value in exact.items():
         out.setdefault(meter_name, {})[series_name] = value
     return out
 
 
-def _combine(meter: Meter, states: list[dict[str, Any]]) -> Decimal:
+def _combine(meter: Meter, states: list[PeriodState]) -> Decimal:
     """Several periods' states of one series as one (for cumulative reporting)."""
     if meter.aggregation == "UNIQUE_COUNT":
         uniques: set[str] = set()
         for state in states:
-            uniques.update(state.get("uniques", []))
+            uniques.update(state.uniques or ())
         return Decimal(len(uniques))
-    values = [Decimal(s["value"]) for s in states if s["events"] > 0]
+    values = [s.value for s in states if s.events > 0]
     if not values:
         return Decimal(0)
     if meter.aggregation == "MAX":
@@ -143,7 +144,7 @@ def _combine(meter: Meter, states: list[dict[str, Any]]) -> Decimal:
 
 
 def timeline_periods(
-    catalog: Catalog, key: str, state: Mapping[str, Any], now: datetime, closed_through: Callable[[str], int]
+    catalog: Catalog, key: str, state: timelines.Timeline, now: datetime, closed_through: Callable[[str], int]
 ) -> list[tuple[Period, Decimal]]:
     """(period, quantity) for every period a timeline may have changed, for the store.
 
@@ -153,11 +154,11 @@ def timeline_periods(
     """
     customer, meter_name, series_name, _ = parse_series_table_key(key)
     meter = catalog.meters.get(meter_name)
-    points = state["points"]
+    points = state.points
     if meter is None or not points:
         return []
-    first = datetime.fromisoformat(points[0][0])
-    last = datetime.fromisoformat(points[-1][0])
+    first = points[0].time
+    last = points[-1].time
     rows: list[tuple[Period, Decimal]] = []
     for subscription in catalog.subscriptions_of(customer):
         plan = catalog.price_plans.get(subscription.price_plan_name)

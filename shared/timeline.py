@@ -5,25 +5,53 @@ from its time until the next measurement of the series, and a running total's in
 is `value - previous value`. So these series keep their points sorted by event time
 and every period quantity is computed from the points, which makes the result the same
 whatever order, duplication or lateness the input had.
-
-A timeline is a JSON-able dict (it lives in a Faust table):
-    {"points": [[time_iso, value_text, reset], ...]  # sorted by time, then arrival
-     "base": [time_iso, carried_text] | None,         # compacted history (see compact)
-     "applied": last source offset folded in}
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.models import Meter
-from shared.models.json_types import format_utc
+from shared.models.measurement import utc_text
 
-Timeline = dict[str, Any]
+
+class Point(NamedTuple):
+    time: datetime
+    value: Decimal
+    reset: bool
+
+
+@dataclass(slots=True)
+class Timeline:
+    """One series' points, sorted by time, then by value text (see insert)."""
+
+    points: list[Point] = field(default_factory=list)
+    base: tuple[datetime, Decimal] | None = None  # the level or total carried from compacted history
+    applied: int = -1  # the position of the last item folded in
+
+    def copy(self) -> Timeline:
+        return Timeline(list(self.points), self.base, self.applied)
+
+    def to_json(self) -> list[Any]:
+        base = None if self.base is None else [utc_text(self.base[0]), str(self.base[1])]
+        return [[[utc_text(p.time), str(p.value), p.reset] for p in self.points], base, self.applied]
+
+    @classmethod
+    def from_json(cls, data: list[Any] | dict[str, Any]) -> Timeline:
+        """Read `to_json`, or the dict written before states were typed (logs of earlier releases)."""
+        if isinstance(data, dict):
+            data = [data["points"], data["base"], data["applied"]]
+        points, base, applied = data
+        return cls(
+            [Point(datetime.fromisoformat(t), Decimal(v), bool(r)) for t, v, r in points],
+            None if base is None else (datetime.fromisoformat(base[0]), Decimal(base[1])),
+            applied,
+        )
 
 
 def is_order_dependent(meter: Meter) -> bool:
@@ -34,27 +62,30 @@ def is_order_dependent(meter: Meter) -> bool:
 
 
 def empty_timeline() -> Timeline:
-    return {"points": [], "base": None, "applied": -1}
+    return Timeline()
 
 
-def insert(timeline: Timeline, at: datetime, value: Decimal, reset: bool, offset: int) -> bool:
-    """Add one point in time order; False when the offset was already applied (replay)."""
-    if offset <= timeline["applied"]:
+def insert(timeline: Timeline, at: datetime, value: Decimal, reset: bool, position: int) -> bool:
+    """Add one point in time order; False when the position was already applied (replay)."""
+    if position <= timeline.applied:
         return False
-    point = [format_utc(at), str(value), reset]  # may raise: before anything changes
-    timeline["applied"] = offset
-    points: list[list[Any]] = timeline["points"]
+    point = Point(at, value, reset)
+    points = timeline.points
+    # Sorted by the instant itself, not its text: RFC 3339 text without microseconds
+    # ("...:00Z") sorts after the same second with them ("...:00.5Z").
     # bisect_right: two points at one instant keep arrival order, deterministically
     # broken by the value text so a shuffled input still sorts the same way.
-    index = bisect.bisect_right(points, str(point[0]), key=_time_of)
-    while index > 0 and points[index - 1][0] == point[0] and points[index - 1][1] > point[1]:
+    index = bisect.bisect_right(points, at, key=_time_of)
+    text = str(value)
+    while index > 0 and points[index - 1].time == at and str(points[index - 1].value) > text:
         index -= 1
     points.insert(index, point)
+    timeline.applied = position
     return True
 
 
-def _time_of(point: list[Any]) -> str:
-    return str(point[0])
+def _time_of(point: Point) -> datetime:
+    return point.time
 
 
 def exact_seconds(span: timedelta) -> Decimal:
@@ -62,29 +93,23 @@ def exact_seconds(span: timedelta) -> Decimal:
     return Decimal(span.days * 86400 + span.seconds) + Decimal(span.microseconds) / Decimal(1_000_000)
 
 
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def levels(meter: Meter, timeline: Timeline) -> Iterator[tuple[datetime, Decimal]]:
     """(time, level) of a gauge after each point; incremental gauges add to the level."""
-    base = timeline["base"]
-    level = Decimal(base[1]) if base is not None else None
+    base = timeline.base
+    level = base[1] if base is not None else None
     if base is not None:
-        yield _parse(base[0]), level  # type: ignore[misc]
-    for time_text, value_text, _ in timeline["points"]:
-        value = Decimal(value_text)
+        yield base
+    for at, value, _ in timeline.points:
         level = (level or Decimal(0)) + value if meter.is_incremental else value
-        yield _parse(time_text), level
+        yield at, level
 
 
 def increments(meter: Meter, timeline: Timeline) -> Iterator[tuple[datetime, Decimal]]:
     """(time, increment) of a running-total counter: value - previous (value on reset/first)."""
-    base = timeline["base"]
-    previous = Decimal(base[1]) if base is not None else None
-    for time_text, value_text, reset in timeline["points"]:
-        value = Decimal(value_text)
-        yield _parse(time_text), value if reset or previous is None else value - previous
+    base = timeline.base
+    previous = base[1] if base is not None else None
+    for at, value, reset in timeline.points:
+        yield at, value if reset or previous is None else value - previous
         previous = value
 
 
@@ -143,20 +168,19 @@ def compact(meter: Meter, timeline: Timeline, before: datetime) -> None:
     Callers pass a cutoff no later than the start of the oldest period that can still
     change (dedup window), so every quantity computed afterwards is unchanged.
     """
-    cutoff = format_utc(before)
-    keep = [p for p in timeline["points"] if p[0] >= cutoff]
-    dropped = len(timeline["points"]) - len(keep)
+    keep = [p for p in timeline.points if p.time >= before]
+    dropped = len(timeline.points) - len(keep)
     if dropped == 0:
         return
     if meter.meter_type == "GAUGE":
         last_time, last_level = None, None
         for at, level in levels(meter, timeline):
-            if format_utc(at) < cutoff:
+            if at < before:
                 last_time, last_level = at, level
         carried = last_level
     else:
-        last = timeline["points"][dropped - 1]
-        last_time, carried = _parse(last[0]), Decimal(last[1])
-    timeline["points"] = keep
+        last = timeline.points[dropped - 1]
+        last_time, carried = last.time, last.value
+    timeline.points = keep
     if last_time is not None and carried is not None:
-        timeline["base"] = [format_utc(last_time), str(carried)]
+        timeline.base = (last_time, carried)

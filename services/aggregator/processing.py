@@ -29,7 +29,7 @@ from services.aggregator.dedup import Dedup
 from services.aggregator.envelopes import Item, decode, item_values
 from services.infra import dead_letters
 from shared.catalog import Catalog
-from shared.folding import empty_state, fold
+from shared.folding import PeriodState, SeriesState, fold
 from shared.measurement_check import Checked
 from shared.models import Measurement, Meter, PricePlan, Subscription
 from shared.models.measurement import measurement_json, utc_text
@@ -46,7 +46,7 @@ from shared.resolution import (
     typed_value,
 )
 from shared.series_keys import SEP, TRIAL_SUFFIX, dedup_key, series_table_key
-from shared.timeline import empty_timeline, insert, is_order_dependent
+from shared.timeline import Timeline, insert, is_order_dependent
 from shared.trial import trial_end
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,6 @@ class Terms(NamedTuple):
     trial_end: datetime | None
     period: Period
     start_text: str
-    end_text: str
 
 
 _INTEGER_BOUND = 10**MAX_INTEGER_DIGITS  # a non-negative int below it is its own Decimal on any numeric meter
@@ -142,14 +141,14 @@ class Processor:
     catalog: Callable[[], Catalog]
     refresh_catalog: Callable[[], object]  # catch up with the catalog topic
     limits: Limits
-    series: MutableMapping[str, Any]  # series table key -> folding state (+ period bounds)
+    series: MutableMapping[str, SeriesState]  # series table key -> its state
     dedup: Dedup  # who carried an id first (recent ids, filters, the store's answers)
     closed_through: Callable[[str, str], int]  # (customer, subscription key) -> next unclosed index
     # Answers like catalog().subscription_at (e.g. shared.resolution.SubscriptionIndex); None: ask the catalog.
     subscription_at: SubscriptionAt | None = None
     # customer -> its partition; None: every partition is right (one-partition unit tests).
     partition_of: Callable[[str], int] | None = None
-    _periods: dict[Any, tuple[Period, str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _periods: dict[Any, tuple[Period, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _subscription_terms: dict[int, Terms] = field(default_factory=dict, init=False, repr=False, compare=False)
     _refreshed: bool = field(default=False, init=False, repr=False, compare=False)
     # What prepare() decoded and judged, for process() to use instead of doing it twice.
@@ -249,16 +248,16 @@ class Processor:
         if hit is not None and hit.subscription is subscription and hit.plan is plan and (
                 hit.period.start <= at < hit.period.end):
             return hit
-        period, start_text, end_text = self._period(subscription, plan.period, at)
+        period, start_text = self._period(subscription, plan.period, at)
         if len(self._subscription_terms) >= PERIOD_MEMO_SIZE:
             self._subscription_terms.clear()
         hit = Terms(subscription, plan, subscription.key, trial_end(subscription.start_time, plan.trial),
-                    period, start_text, end_text)
+                    period, start_text)
         self._subscription_terms[id(subscription)] = hit
         return hit
 
-    def _period(self, subscription: Subscription, kind: str, at: datetime) -> tuple[Period, str, str]:
-        """period_containing(...) and its bounds as format_utc text, remembered per subscription.
+    def _period(self, subscription: Subscription, kind: str, at: datetime) -> tuple[Period, str]:
+        """period_containing(...) and its start as format_utc text, remembered per subscription.
 
         A period found for the same anchor, frequency and end that contains `at` is the
         one period_containing would compute (periods of one anchor do not overlap).
@@ -271,7 +270,7 @@ class Processor:
         period = period_containing(start, kind, at, subscription.end_time)
         if len(self._periods) >= PERIOD_MEMO_SIZE:
             self._periods.clear()
-        hit = (period, utc_text(period.start), utc_text(period.end))
+        hit = (period, utc_text(period.start))
         self._periods[memo_key] = hit
         return hit
 
@@ -335,7 +334,7 @@ class Processor:
         assert subscription is not None  # resolve() refuses a fact no subscription covers
         plan = catalog.price_plans[subscription.price_plan_name]
         terms = self._terms(subscription, plan, fact.time)
-        period, period_start_text, period_end_text = terms.period, terms.start_text, terms.end_text
+        period, period_start_text = terms.period, terms.start_text
         meter = fact.meter
         seen_key = dedup_key(fact.customer_name, meter.name, fact.measurement.id)
         first = self.dedup.first(seen_key)
@@ -343,27 +342,28 @@ class Processor:
             result.duplicates += 1
             return
         closed = self.closed_through(fact.customer_name, terms.subscription_key)
+        # Changed in place: insert() and fold() raise, if at all, before they change anything.
+        changed: SeriesState | None
         if is_order_dependent(meter):
             key = series_table_key(fact.customer_name, meter.name, fact.series, None)
-            # Changed in place: insert() raises, if at all, before it changes anything.
-            timeline = self.series.get(key)
-            timeline = timeline if timeline is not None else empty_timeline()
+            changed = self.series.get(key)
+            if not isinstance(changed, Timeline):
+                changed = Timeline()
             value = fact.value if isinstance(fact.value, Decimal) else Decimal(0)
-            applied = insert(timeline, fact.time, value, fact.measurement.reset_total, pos)
+            applied = insert(changed, fact.time, value, fact.measurement.reset_total, pos)
             # A point changes its own period and, through the carried level or the
             # next increment, the later ones too.
             late = range(period.index, closed)
-            changed: Any = timeline
         else:
             key = SEP.join([fact.customer_name, meter.name, fact.series, period_start_text])  # series_table_key
             ends = terms.trial_end
             if ends is not None and fact.time < ends:
                 key += TRIAL_SUFFIX
-            state = self.series.get(key)
-            state = dict(state) if state is not None else {**empty_state(), "end": period_end_text}
-            applied = fold(state, meter, fact.value, pos)
+            changed = self.series.get(key)
+            if not isinstance(changed, PeriodState):
+                changed = PeriodState(period.end)
+            applied = fold(changed, meter, fact.value, pos)
             late = range(period.index, min(period.index + 1, closed))
-            changed = state
         # Written only now: an item that raised above left no trace in the state.
         if first is None:
             self.dedup.remember(seen_key, pos, record.partition, fact.time)
@@ -400,10 +400,6 @@ def _as_measurement(checked: Checked | None) -> Measurement:
         "customer_name": checked.customer_name, "value": value, "time": checked.time,
         "labels": checked.labels, "reset_total": checked.reset_total,
     })
-
-
-def copy_timeline(timeline: Any) -> dict[str, Any]:
-    return {"points": [list(p) for p in timeline["points"]], "base": timeline["base"], "applied": timeline["applied"]}
 
 
 RAW_COLUMNS = [

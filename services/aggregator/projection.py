@@ -15,8 +15,10 @@ from typing import Any
 
 from services.aggregator.closing import Closer
 from shared.catalog import Catalog
+from shared.folding import PeriodState, SeriesState
 from shared.quantities import period_totals, timeline_periods
-from shared.series_keys import TIMELINE, TRIAL_SUFFIX, parse_series_table_key
+from shared.series_keys import TRIAL_SUFFIX, parse_series_table_key
+from shared.timeline import Timeline
 
 Row = list[Any]
 
@@ -24,7 +26,7 @@ Row = list[Any]
 @dataclass
 class Projection:
     catalog: Callable[[], Catalog]
-    series: Mapping[str, Any]
+    series: Mapping[str, SeriesState]
     closer: Closer
 
     def rows(self, key: str, now: datetime) -> list[Row]:
@@ -33,24 +35,25 @@ class Projection:
         if state is None:
             return []
         catalog = self.catalog()
-        if start == TIMELINE:
+        if isinstance(state, Timeline):
             closed = partial(self.closer.closed_through, customer)
             return [
-                [customer, meter, series, period.start, period.end, value, len(state["points"]), state["applied"]]
+                [customer, meter, series, period.start, period.end, value, len(state.points), state.applied]
                 for period, value in timeline_periods(catalog, key, state, now, closed)
             ]
         # One store row per period: the pre-trial and post-trial parts together.
         plain = key.removesuffix(TRIAL_SUFFIX)
-        parts = [s for s in (self.series.get(plain), self.series.get(plain + TRIAL_SUFFIX)) if s is not None]
+        parts = [
+            s for s in (self.series.get(plain), self.series.get(plain + TRIAL_SUFFIX)) if isinstance(s, PeriodState)]
         period_start = datetime.fromisoformat(start.removesuffix(TRIAL_SUFFIX))
-        period_end = datetime.fromisoformat(state["end"])
+        period_end = state.end
         value = period_totals(
             catalog.meters, self.series, [plain, plain + TRIAL_SUFFIX], period_start, period_start, period_end,
         ).get(meter, {}).get(series)
         if value is None:
             return []
-        events = sum(p["events"] for p in parts)
-        applied = max(p["applied"] for p in parts)
+        events = sum(p.events for p in parts)
+        applied = max(p.applied for p in parts)
         return [[customer, meter, series, period_start, period_end, Decimal(value), events, applied]]
 
     def rows_of(self, keys: Iterable[str], now: datetime) -> list[Row]:

@@ -8,7 +8,8 @@ input partition, each a JSON list of operations, and *awaits their delivery* (ac
 before the batch is acknowledged. Recovery replays a partition's records in sequence.
 
 Record: key b"<partition>/<seq, 12 digits>", value: a JSON list of operations
-    ["s", series_key, state]        set a series state (UNIQUE_COUNT values travel apart)
+    ["s", series_key, state]        set a series state, as its to_json() writes it (a
+                                    PeriodState's values of UNIQUE_COUNT travel apart)
     ["u", series_key, [value, ...]] add distinct values to a UNIQUE_COUNT series
     ["i", dedup_key, [position, event_time]]  an id's first carrier
     ["I", [dedup_key, position, event_time, ...]]  first carriers of up to IDS_PER_OP ids
@@ -29,9 +30,11 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from services.infra.partitioning import PARTITION_PREFIX, SEPARATOR
+from shared.folding import PeriodState, SeriesState, series_state_from_json
 
 SEP = SEPARATOR.decode()
 RECORD_BYTES = 512 * 1024  # half the broker's default message.max.bytes
@@ -39,6 +42,7 @@ UNIQUES_PER_OP = 1000  # values are at most 256 characters: an op stays under RE
 # A dedup key is at most 770 characters, under 5 KB as escaped JSON: an op stays under RECORD_BYTES.
 IDS_PER_OP = 100
 MIN_CHECKPOINT_BYTES = 8 * 1024 * 1024
+_NO_END = datetime.min.replace(tzinfo=UTC)  # a placeholder's; a load never keeps a placeholder
 
 # (key, value, partition) -> a future that resolves when the broker has the record.
 Send = Callable[[bytes, bytes | None, int], Awaitable[Awaitable[Any]]]
@@ -101,6 +105,8 @@ class StateLog:
     _logs: dict[int, _PartitionLog] = field(default_factory=dict)
     # UNIQUE_COUNT series key -> how many of its values are already in the log.
     _uniques_logged: dict[str, int] = field(default_factory=dict)
+    # UNIQUE_COUNT series whose values a load read without a state after them (see load).
+    _unpositioned: set[str] = field(default_factory=set)
     # partition -> ids first carried since the last flush, flat: [key, position, event time, ...]
     _new_ids: dict[int, list[Any]] = field(default_factory=dict)
 
@@ -135,9 +141,10 @@ class StateLog:
                 self._apply(op)
         # Values logged before a crash that came before their series' state: the replay
         # folds their measurements again (see _series_ops).
-        for series_key in [k for k, v in self.series.data.items() if v.keys() == {"uniques"}]:
+        for series_key in self._unpositioned:
             del self.series.data[series_key]
             self._uniques_logged.pop(series_key, None)
+        self._unpositioned.clear()
         log.checkpoint_bytes = log.bytes
         self._logs[partition] = log
         self.loaded.add(partition)
@@ -145,17 +152,22 @@ class StateLog:
     def _apply(self, op: list[Any]) -> None:
         kind, key = op[0], op[1]
         if kind == "s":
-            state = op[2]
+            state = series_state_from_json(key, op[2])
             existing = self.series.data.get(key)
-            if "uniques" in state or (existing is not None and "uniques" in existing):
-                uniques = existing.get("uniques") if existing is not None else None
-                state["uniques"] = uniques if uniques is not None else {}
-                self._uniques_logged[key] = len(state["uniques"])
+            if isinstance(state, PeriodState) and isinstance(existing, PeriodState) and existing.uniques is not None:
+                state.uniques = existing.uniques  # logged apart, before the state (_series_ops)
+                self._uniques_logged[key] = len(state.uniques)
             self.series.data[key] = state
+            self._unpositioned.discard(key)
         elif kind == "u":
-            state = self.series.data.setdefault(key, {"uniques": {}})
-            uniques = state.setdefault("uniques", {})
+            held = self.series.data.get(key)
+            if not isinstance(held, PeriodState):
+                # Values ahead of their series' first state: held apart until it comes (load).
+                held = self.series.data[key] = PeriodState(_NO_END)
+                self._unpositioned.add(key)
+            uniques = held.uniques if held.uniques is not None else {}
             uniques.update(dict.fromkeys(op[2]))
+            held.uniques = uniques
             self._uniques_logged[key] = len(uniques)
         elif kind == "i":
             self.seen.data[key] = op[2]
@@ -229,12 +241,12 @@ class StateLog:
             written += await self.checkpoint(send, partition)
         return written
 
-    def _series_ops(self, key: str, state: Any) -> Iterator[list[Any]]:
+    def _series_ops(self, key: str, state: SeriesState | None) -> Iterator[list[Any]]:
         if state is None:
             return
-        uniques = state.get("uniques")
+        uniques = state.uniques if isinstance(state, PeriodState) else None
         if uniques is None:
-            yield ["s", key, state]
+            yield ["s", key, state.to_json()]
             return
         # The values first, the state with its `applied` position last: the values may
         # span several records, and a crash between them must not leave a position in
@@ -245,7 +257,7 @@ class StateLog:
         values = list(uniques)[logged:] if logged else list(uniques)
         for start in range(0, len(values), UNIQUES_PER_OP):
             yield ["u", key, values[start:start + UNIQUES_PER_OP]]
-        yield ["s", key, {k: v for k, v in state.items() if k != "uniques"}]
+        yield ["s", key, state.to_json()]
         self._uniques_logged[key] = len(uniques)
 
     async def _append(self, send: Send, partition: int, ops: list[list[Any]]) -> list[Awaitable[Any]]:

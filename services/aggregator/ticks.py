@@ -26,7 +26,6 @@ from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.faults import Faults
 from services.aggregator.metrics import CONSUMER_LAG, PERIODS, WATERMARK_LAG
 from services.aggregator.outbox import Outbox
-from services.aggregator.processing import copy_timeline
 from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
 from services.aggregator.writer import StoreWriter
@@ -35,7 +34,7 @@ from shared.catalog import Catalog
 from shared.models.json_types import format_utc
 from shared.periods import period_containing
 from shared.series_keys import SEP, TIMELINE, parse_series_table_key
-from shared.timeline import compact
+from shared.timeline import Timeline, compact
 
 log = logging.getLogger("metering.aggregator")
 
@@ -129,11 +128,11 @@ class Ticker:
             if customer_partition(customer, self.partitions) not in owned:
                 continue
             oldest = self._oldest_open_start(customer, cutoff)
-            if oldest is not None:
-                timeline = copy_timeline(value)
-                before = len(timeline["points"])
+            if oldest is not None and isinstance(value, Timeline):
+                timeline = value.copy()
+                before = len(timeline.points)
                 compact(meter, timeline, oldest)
-                if len(timeline["points"]) != before:
+                if len(timeline.points) != before:
                     self.state.series[key] = timeline
                     compacted += 1
         await self.state.flush(self.send_state)

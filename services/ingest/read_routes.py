@@ -23,7 +23,7 @@ from shared.models.json_types import format_utc
 from shared.money import decimal_text
 from shared.periods import Period, period_at_index, period_containing
 from shared.rating import RatingInput, invoice_total, rate
-from shared.timeline import empty_timeline, insert, is_order_dependent, quantity
+from shared.timeline import Timeline, empty_timeline, insert, is_order_dependent, quantity
 from shared.windows import WINDOWS, next_window, windows
 
 MAX_WINDOWS = 10_000
@@ -227,7 +227,7 @@ def _from_points(
     meter: Meter, points: list[dict[str, Any]], spans: list[tuple[datetime, datetime]], start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
     """Gauges and running totals: rebuild each series' timeline and use the aggregator's math."""
-    timelines: dict[str, dict[str, Any]] = {}
+    timelines: dict[str, Timeline] = {}
     for offset, point in enumerate(points):
         timeline = timelines.setdefault(point["series"], empty_timeline())
         at = datetime.fromisoformat(point["event_time"].replace("Z", "+00:00"))

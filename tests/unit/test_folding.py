@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from shared.folding import State, empty_state, fold, quantity
+from shared.folding import PeriodState, fold, series_state_from_json
 from shared.models import Meter
+from shared.timeline import Timeline, insert
 
 D = Decimal
+END = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+def empty_state() -> PeriodState:
+    return PeriodState(END)
+
+
+def quantity(state: PeriodState) -> Decimal:
+    return state.value
 
 
 def meter(aggregation: str, data_type: str = "FLOAT") -> Meter:
     return Meter.model_validate({"name": "m", "aggregation": aggregation, "data_type": data_type})
 
 
-def folded(m: Meter, values: list[Any]) -> State:
+def folded(m: Meter, values: list[Any]) -> PeriodState:
     state = empty_state()
     for offset, value in enumerate(values):
         assert fold(state, m, value, offset) is True
@@ -26,14 +37,13 @@ def folded(m: Meter, values: list[Any]) -> State:
 
 
 def test_empty_state() -> None:
-    assert empty_state() == {"value": "0", "events": 0, "applied": -1}
-    assert quantity(empty_state()) == D(0)
+    assert (empty_state().value, empty_state().events, empty_state().applied) == (D(0), 0, -1)
 
 
 def test_sum() -> None:
     state = folded(meter("SUM"), [D("1.5"), D("2.25"), D(-1), D("0.001")])
     assert quantity(state) == D("2.751")
-    assert (state["events"], state["applied"]) == (4, 3)
+    assert (state.events, state.applied) == (4, 3)
 
 
 def test_sum_is_exact_with_many_digits() -> None:
@@ -60,14 +70,14 @@ def test_min() -> None:
 def test_unique_count_of_strings() -> None:
     state = folded(meter("UNIQUE_COUNT", "STRING"), ["alice", "bob", "alice", "carol", "bob"])
     assert quantity(state) == D(3)
-    assert sorted(state["uniques"]) == ["alice", "bob", "carol"]
-    assert state["events"] == 5
+    assert sorted(state.uniques or ()) == ["alice", "bob", "carol"]
+    assert state.events == 5
 
 
 def test_unique_count_of_numbers_compares_values_not_spelling() -> None:
     state = folded(meter("UNIQUE_COUNT", "INT"), [D(5), D("5.0"), D("5E+0"), D(6), D("1E+2"), D(100)])
     assert quantity(state) == D(3)
-    assert sorted(state["uniques"]) == ["100", "5", "6"]
+    assert sorted(state.uniques or ()) == ["100", "5", "6"]
 
 
 def test_values_may_arrive_as_text() -> None:
@@ -91,14 +101,50 @@ def test_offsets_may_skip() -> None:
     m = meter("SUM")
     assert fold(state, m, D(1), 5) is True
     assert fold(state, m, D(1), 100) is True
-    assert (quantity(state), state["applied"]) == (D(2), 100)
+    assert (quantity(state), state.applied) == (D(2), 100)
 
 
-def test_state_stays_json_able() -> None:
+@pytest.mark.parametrize("aggregation", ["SUM", "COUNT", "MAX", "MIN"])
+def test_a_state_reads_back_what_it_wrote(aggregation: str) -> None:
     import json
 
+    state = folded(meter(aggregation), [D("12345678901234567890123456.000000000001"), D("-0.5"), D("1E+3")])
+    again = series_state_from_json("c\x1fm\x1f\x1f2026-01-01T00:00:00Z", json.loads(json.dumps(state.to_json())))
+    assert again == state
+
+
+def test_distinct_values_are_not_part_of_the_state_record() -> None:
+    # The state log writes them apart, in records of bounded size (state_log.py).
     state = folded(meter("UNIQUE_COUNT", "STRING"), ["a", "b"])
-    assert json.loads(json.dumps(state)) == state
+    assert "a" not in str(state.to_json())
+
+
+def test_a_state_written_before_states_were_typed_still_reads() -> None:
+    legacy = {"value": "2.5", "events": 2, "applied": 7, "end": "2026-02-01T00:00:00Z"}
+    state = series_state_from_json("c\x1fm\x1f\x1f2026-01-01T00:00:00Z", legacy)
+    assert state == PeriodState(END, D("2.5"), 2, 7)
+    timeline = series_state_from_json("c\x1fm\x1f\x1f*", {
+        "points": [["2026-01-01T00:00:00.5Z", "3", False]], "base": ["2025-12-31T00:00:00Z", "1"], "applied": 4})
+    assert isinstance(timeline, Timeline)
+    assert timeline.to_json() == [[["2026-01-01T00:00:00.500000Z", "3", False]], ["2025-12-31T00:00:00Z", "1"], 4]
+
+
+def test_a_timeline_reads_back_what_it_wrote() -> None:
+    import json
+
+    timeline = Timeline()
+    insert(timeline, datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC), D("7.25"), True, 3)
+    insert(timeline, datetime(2026, 1, 1, tzinfo=UTC), D(5), False, 4)
+    again = series_state_from_json("c\x1fm\x1f\x1f*", json.loads(json.dumps(timeline.to_json())))
+    assert again == timeline
+
+
+def test_a_fold_that_raises_leaves_the_state_as_it_was() -> None:
+    state = folded(meter("SUM"), [D(2)])
+    before = copy.deepcopy(state)
+    with pytest.raises(ArithmeticError):
+        fold(state, meter("SUM"), "not a number", 5)
+    assert state == before
 
 
 def test_sum_keeps_all_38_digits_of_the_store() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from services.aggregator.dedup import IdFilter, StoreDedup
 from services.aggregator.processing import Processor, Record, position
 from shared.catalog import Catalog, parse_catalog
+from shared.folding import PeriodState
 from shared.resolution import Limits
 from shared.series_keys import SEP, dedup_key, parse_series_table_key, series_table_key
 
@@ -70,8 +72,8 @@ def test_valid_records_fold_into_the_period_series() -> None:
         [record(0, usage("a", 2)), record(1, usage("b", 3)), record(2, usage("c", 5, "2026-02-20T00:00:00Z"))]
     )
     assert (result.folded, result.duplicates, result.dead_letters) == (3, 0, [])
-    assert p.series[MARCH] == {"value": "5", "events": 2, "applied": position(1), "end": "2026-04-01T00:00:00Z"}
-    assert p.series[FEBRUARY] == {"value": "5", "events": 1, "applied": position(2), "end": "2026-03-01T00:00:00Z"}
+    assert p.series[MARCH] == PeriodState(datetime(2026, 4, 1, tzinfo=UTC), Decimal(5), 2, position(1))
+    assert p.series[FEBRUARY] == PeriodState(datetime(2026, 3, 1, tzinfo=UTC), Decimal(5), 1, position(2))
     assert result.dirty_series == {MARCH, FEBRUARY}
     assert p.dedup.recent == {dedup_key("acme", "api_calls", "a"): (position(0), 0),
                               dedup_key("acme", "api_calls", "b"): (position(1), 0),
@@ -91,20 +93,20 @@ def test_an_event_name_feeds_every_matching_meter_and_series() -> None:
     result = p.process([record(1, m)])
     assert result.folded == 2
     regions = SEP.join(["acme", "regions", "zone=z1", "2026-03-01T00:00:00Z"])
-    assert p.series[MARCH]["value"] == "7"
-    assert p.series[regions]["value"] == "1" and list(p.series[regions]["uniques"]) == ["7"]
+    assert value_of(p.series[MARCH]) == "7"
+    assert value_of(p.series[regions]) == "1" and list(getattr(p.series[regions], "uniques", None) or ()) == ["7"]
 
 
 def test_a_duplicate_id_at_another_offset_is_counted_once() -> None:
     p = make_processor()
     result = p.process([record(0, usage("a", 2)), record(1, usage("a", 2)), record(5, usage("a", 9))])
     assert (result.folded, result.duplicates) == (1, 2)
-    assert p.series[MARCH]["value"] == "2"
+    assert value_of(p.series[MARCH]) == "2"
     assert len(result.raw_rows) == 1
     # ...and in a later batch too.
     again = p.process([record(9, usage("a", 2))])
     assert (again.folded, again.duplicates, again.dead_letters) == (0, 1, [])
-    assert p.series[MARCH]["value"] == "2"
+    assert value_of(p.series[MARCH]) == "2"
 
 
 def test_the_same_id_on_another_meter_is_not_a_duplicate() -> None:
@@ -123,7 +125,7 @@ def test_replay_after_a_crash_changes_no_totals() -> None:
     # The worker died before committing offsets: the same records come again.
     replay = make_processor(series, seen).process(records)
     assert (series, seen.recent) == before
-    assert series[MARCH]["value"] == "5"
+    assert value_of(series[MARCH]) == "5"
     assert (replay.folded, replay.duplicates) == (0, 1)
     # The series is still marked dirty so its absolute total is rewritten to the store.
     assert replay.dirty_series == {MARCH}
@@ -136,7 +138,12 @@ def test_a_crash_between_the_dedup_table_and_the_series_table() -> None:
     make_processor({}, seen).process([record(0, usage("a", 2))])
     series: dict[str, Any] = {}
     result = make_processor(series, seen).process([record(0, usage("a", 2))])
-    assert (result.folded, series[MARCH]["value"]) == (1, "2")
+    assert (result.folded, value_of(series[MARCH])) == (1, "2")
+
+
+def value_of(state: Any) -> str:
+    """A series' quantity as the state log writes it."""
+    return str(state.to_json()[0])
 
 
 def reasons(result: Any) -> list[str]:
@@ -222,7 +229,7 @@ def test_late_usage_into_a_closed_period_is_reported() -> None:
     result = p.process([record(0, usage("late", 4, "2026-02-27T00:00:00Z")), record(1, usage("ok", 1))])
     assert result.folded == 2
     assert result.late_periods == {("acme", SUB, 1)}
-    assert p.series[FEBRUARY]["value"] == "4"
+    assert value_of(p.series[FEBRUARY]) == "4"
     # A replay of the late record folds nothing and reports nothing new.
     replay = p.process([record(0, usage("late", 4, "2026-02-27T00:00:00Z"))])
     assert (replay.folded, replay.late_periods) == (0, set())
@@ -256,18 +263,18 @@ def test_an_envelope_folds_every_item_even_several_into_one_series() -> None:
     envelope = [usage("a", 2), usage("b", 3), usage("c", 4)]
     result = p.process([record(7, envelope)])
     assert (result.folded, result.dead_letters) == (3, [])
-    assert p.series[MARCH]["value"] == "9"
-    assert p.series[MARCH]["applied"] == position(7, 2)
+    assert value_of(p.series[MARCH]) == "9"
+    assert p.series[MARCH].applied == position(7, 2)
     # A replay of the envelope changes nothing and is not mistaken for duplicates.
     replay = p.process([record(7, envelope)])
-    assert (replay.folded, replay.duplicates, p.series[MARCH]["value"]) == (0, 0, "9")
+    assert (replay.folded, replay.duplicates, value_of(p.series[MARCH])) == (0, 0, "9")
 
 
 def test_a_bad_item_of_an_envelope_is_dead_lettered_alone_with_its_index() -> None:
     p = make_processor()
     envelope = [usage("a", 2), usage("b", "many"), {"id": "c"}, usage("d", 5)]
     result = p.process([record(3, envelope)])
-    assert result.folded == 2 and p.series[MARCH]["value"] == "7"
+    assert result.folded == 2 and value_of(p.series[MARCH]) == "7"
     letters = [(d.index, d.reason, json.loads(d.payload or b"")) for d in result.dead_letters]
     assert letters == [
         (1, "value: must be a number for INT meter 'api_calls'", usage("b", "many")),
@@ -281,7 +288,7 @@ def test_an_envelope_that_is_not_an_array_of_objects_is_one_dead_letter() -> Non
     result = p.process([record(0, b"[1, 2"), record(1, [1, usage("a", 2)])])
     assert [d.index for d in result.dead_letters] == [None, 0]
     assert result.dead_letters[1].reason == "body: Input should be an object"
-    assert p.series[MARCH]["value"] == "2"
+    assert value_of(p.series[MARCH]) == "2"
 
 
 def test_a_measurement_in_another_customers_partition_is_forwarded_not_folded() -> None:

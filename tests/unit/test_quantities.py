@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from shared.folding import PeriodState
 from shared.models import Meter
 from shared.quantities import period_totals
 from shared.series_keys import series_table_key
@@ -15,11 +16,8 @@ FEB = datetime(2026, 2, 1, tzinfo=UTC)
 MAR = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def _period_state(value: str, events: int, uniques: list[str] | None = None) -> dict[str, object]:
-    state: dict[str, object] = {"value": value, "events": events, "applied": 1, "end": "x"}
-    if uniques is not None:
-        state["uniques"] = uniques
-    return state
+def _period_state(value: str, events: int, uniques: list[str] | None = None) -> PeriodState:
+    return PeriodState(MAR, Decimal(value), events, 1, None if uniques is None else dict.fromkeys(uniques))
 
 
 def test_periodic_reporting_takes_only_the_period_and_total_reporting_accumulates() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,10 +13,16 @@ import pytest
 from services.aggregator import state_log
 from services.aggregator.state_log import RECORD_BYTES, StateLog
 from services.infra.partitioning import partition_key
-from shared.folding import empty_state, fold
+from shared.folding import PeriodState, fold
 from shared.models import Meter
+from shared.timeline import Point, Timeline
 
 SEP = "\x1f"
+MARCH, APRIL = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def period_state(value: int | str, events: int, applied: int, uniques: dict[str, None] | None = None) -> PeriodState:
+    return PeriodState(APRIL, Decimal(value), events, applied, uniques)
 
 
 class Changelog:
@@ -56,15 +63,14 @@ def replayed(log: Changelog, partitions: tuple[int, ...] = (0, 1)) -> StateLog:
 
 
 def views(state: StateLog) -> tuple[dict[str, Any], ...]:
-    return tuple(json.loads(json.dumps(v.data)) for v in (state.series, state.seen, state.marks, state.clock))
+    series = {key: [value.to_json(), getattr(value, "uniques", None)] for key, value in state.series.data.items()}
+    return (series, *(json.loads(json.dumps(v.data)) for v in (state.seen, state.marks, state.clock)))
 
 
 def test_a_replay_rebuilds_exactly_what_was_flushed() -> None:
     log, state = Changelog(), fresh()
-    state.series[f"acme{SEP}calls{SEP}{SEP}2026-03-01T00:00:00Z"] = {"value": "5", "events": 2, "applied": 9}
-    state.series[f"bob{SEP}calls{SEP}{SEP}*"] = {
-        "points": [["2026-03-01T00:00:00Z", "1", False]], "base": None, "applied": 3,
-    }
+    state.series[f"acme{SEP}calls{SEP}{SEP}2026-03-01T00:00:00Z"] = period_state(5, 2, 9)
+    state.series[f"bob{SEP}calls{SEP}{SEP}*"] = Timeline([Point(MARCH, Decimal(1), False)], None, 3)
     state.seen[f"acme{SEP}calls{SEP}id-1"] = [9, "2026-03-01T00:00:00Z"]
     state.marks["bob"] = {"closed": {"s": 1}, "late": []}
     state.clock[partition_key(1)] = {"max_event_time": "2026-03-01T00:00:00Z"}
@@ -80,13 +86,13 @@ def test_later_records_win_and_forgotten_ids_stay_forgotten() -> None:
     log, state = Changelog(), fresh()
     key = f"acme{SEP}calls{SEP}id-1"
     state.seen[key] = [1, "2026-03-01T00:00:00Z"]
-    state.series["acme" + SEP + "c" + SEP + SEP + "p"] = {"value": "1", "events": 1, "applied": 1}
+    state.series["acme" + SEP + "c" + SEP + SEP + "p"] = period_state(1, 1, 1)
     asyncio.run(state.flush(log.send))
     del state.seen[key]
-    state.series["acme" + SEP + "c" + SEP + SEP + "p"] = {"value": "2", "events": 2, "applied": 2}
+    state.series["acme" + SEP + "c" + SEP + SEP + "p"] = period_state(2, 2, 2)
     asyncio.run(state.flush(log.send))
     again = replayed(log)
-    assert (dict(again.seen.data), again.series["acme" + SEP + "c" + SEP + SEP + "p"]["value"]) == ({}, "2")
+    assert (dict(again.seen.data), again.series["acme" + SEP + "c" + SEP + SEP + "p"].value) == ({}, 2)
 
 
 def test_ids_added_in_bulk_replay_in_order_with_their_removals() -> None:
@@ -120,17 +126,19 @@ def test_a_million_distinct_values_never_make_a_record_over_the_limit() -> None:
     log, state = Changelog(), fresh()
     key = f"acme{SEP}users{SEP}{SEP}2026-03-01T00:00:00Z"
     uniques = {f"user-{i:07d}-{'x' * 40}": None for i in range(300_000)}
-    state.series[key] = {"value": str(len(uniques)), "events": len(uniques), "applied": 1, "uniques": uniques}
+    state.series[key] = period_state(len(uniques), len(uniques), 1, uniques)
     asyncio.run(state.flush(log.send))
     assert max(log.sizes) <= RECORD_BYTES
     # Only the values added since the last flush are written again.
     before = len(log.sizes)
     uniques["one-more"] = None
-    state.series[key] = {**state.series[key], "value": str(len(uniques))}
+    state.series[key] = period_state(len(uniques), len(uniques), 2, uniques)
     asyncio.run(state.flush(log.send))
     assert len(log.sizes) == before + 1 and log.sizes[-1] < 1000
     again = replayed(log)
-    assert len(again.series[key]["uniques"]) == 300_001 and again.series[key]["value"] == "300001"
+    replayed_state = again.series[key]
+    assert isinstance(replayed_state, PeriodState) and replayed_state.uniques is not None
+    assert (len(replayed_state.uniques), replayed_state.value) == (300_001, 300_001)
 
 
 def test_a_checkpoint_replaces_the_log_and_a_crash_inside_it_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,7 +146,7 @@ def test_a_checkpoint_replaces_the_log_and_a_crash_inside_it_changes_nothing(mon
     log, state = Changelog(), fresh()
     key = "acme" + SEP + "c" + SEP + SEP + "p"
     for i in range(200):
-        state.series[key] = {"value": str(i), "events": i, "applied": i}
+        state.series[key] = period_state(i, i, i)
         state.seen[f"acme{SEP}c{SEP}id-{i}"] = [i, "2026-03-01T00:00:00Z"]
         asyncio.run(state.flush(log.send))
     live = log.compacted()
@@ -147,7 +155,7 @@ def test_a_checkpoint_replaces_the_log_and_a_crash_inside_it_changes_nothing(mon
     # A checkpoint interrupted before its deletions: old and new records both replay.
     crashing = Changelog()
     crashing.records = dict(log.records)
-    state.series[key] = {"value": "x", "events": 0, "applied": 999}
+    state.series[key] = period_state(-1, 0, 999)
     asyncio.run(state.flush(crashing.send))
     crashing.fail_after = len(crashing.sizes) + 1
     with pytest.raises(RuntimeError):
@@ -164,8 +172,8 @@ def test_a_failed_write_raises_so_the_batch_is_not_acknowledged() -> None:
 
 def test_forget_drops_only_the_revoked_partitions() -> None:
     state = fresh()
-    state.series[f"acme{SEP}c{SEP}{SEP}p"] = {"value": "1"}
-    state.series[f"bob{SEP}c{SEP}{SEP}p"] = {"value": "1"}
+    state.series[f"acme{SEP}c{SEP}{SEP}p"] = period_state(1, 1, 1)
+    state.series[f"bob{SEP}c{SEP}{SEP}p"] = period_state(1, 1, 1)
     state.clock[partition_key(1)] = {"max_event_time": "t"}
     state.loaded = {0, 1}
     state.forget({1})
@@ -177,9 +185,9 @@ def _unique_counter() -> Meter:
 
 
 def _fold_into(state: StateLog, key: str, values: range, meter: Meter) -> None:
-    """As the processor does: a copy of the series state, folded at the values' positions."""
+    """As the processor does: the series state folded in place at the values' positions."""
     current = state.series.get(key)
-    series = dict(current) if current is not None else empty_state()
+    series = current if isinstance(current, PeriodState) else PeriodState(APRIL)
     for value in values:
         fold(series, meter, Decimal(value), value)
     state.series[key] = series
@@ -218,4 +226,5 @@ def test_a_crash_inside_a_flush_of_many_distinct_values_loses_none_after_the_rep
         again = replayed(crashed)
         _fold_into(again, key, range(already, total), meter)
         series = again.series[key]
-        assert (series["value"], series["events"], len(series["uniques"])) == (str(total), total, total), delivered
+        assert isinstance(series, PeriodState) and series.uniques is not None
+        assert (series.value, series.events, len(series.uniques)) == (total, total, total), delivered

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from shared.models import Meter
-from shared.timeline import compact, empty_timeline, insert, quantity
+from shared.timeline import Timeline, compact, empty_timeline, insert, quantity
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 JAN, FEB, MAR = T0, datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
@@ -20,7 +20,7 @@ def _meter(**fields: Any) -> Meter:
     return Meter(name="m", **fields)
 
 
-def _timeline(points: list[tuple[datetime, str, bool]], shuffle_seed: int | None = None) -> dict[str, Any]:
+def _timeline(points: list[tuple[datetime, str, bool]], shuffle_seed: int | None = None) -> Timeline:
     order = list(enumerate(points))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(order)
@@ -126,9 +126,9 @@ def test_a_late_running_total_reshapes_the_next_increment() -> None:
 
 def test_replaying_an_applied_offset_changes_nothing() -> None:
     timeline = _timeline(GAUGE_POINTS)
-    before = [list(p) for p in timeline["points"]]
+    before = timeline.copy()
     assert insert(timeline, JAN, Decimal(999), False, 1) is False
-    assert timeline["points"] == before
+    assert timeline == before
 
 
 def test_compaction_keeps_every_later_quantity() -> None:
@@ -142,5 +142,32 @@ def test_compaction_keeps_every_later_quantity() -> None:
         timeline = _timeline(points)
         expected = quantity(meter, timeline, FEB, MAR)
         compact(meter, timeline, FEB)
-        assert len(timeline["points"]) == 2 and timeline["base"] is not None
+        assert len(timeline.points) == 2 and timeline.base is not None
         assert quantity(meter, timeline, FEB, MAR) == expected
+
+
+def test_points_sort_by_instant_even_when_only_some_carry_microseconds() -> None:
+    # As RFC 3339 text, "10:00:00Z" sorts after "10:00:00.5Z"; as instants it comes first.
+    # Sorting by the text made the gauge integral negative between the two points.
+    meter = _meter(meter_type="GAUGE", data_type="FLOAT", aggregation="SUM", is_incremental=False)
+    whole = JAN + _hours(10)
+    half = whole + timedelta(milliseconds=500)
+    for order in ([(whole, "5"), (half, "7")], [(half, "7"), (whole, "5")]):
+        timeline = empty_timeline()
+        for position, (at, value) in enumerate(order):
+            insert(timeline, at, Decimal(value), False, position)
+        assert [p.time for p in timeline.points] == [whole, half]
+        # No level before `whole`, 5 for half a second, then 7 until the end of the hour.
+        expected = Decimal("2.5") + 7 * (Decimal(3600) - Decimal("0.5"))
+        assert quantity(meter, timeline, whole - _hours(1), whole + _hours(1)) == expected
+
+
+def test_compaction_compares_instants_not_their_text() -> None:
+    meter = _meter(meter_type="COUNTER", aggregation="SUM", is_incremental=False)
+    # A point half a second into February is after a cutoff at its start, though its text
+    # sorts before the cutoff's; compacting it away lost its increment.
+    just_after = FEB + timedelta(milliseconds=500)
+    timeline = _timeline([(FEB - _hours(1), "10", False), (just_after, "15", False), (FEB + _hours(1), "18", False)])
+    compact(meter, timeline, FEB)
+    assert [p.time for p in timeline.points] == [just_after, FEB + _hours(1)]
+    assert quantity(meter, timeline, FEB, MAR) == Decimal(8)
