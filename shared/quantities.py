@@ -118,14 +118,15 @@ def _totals(
             combined.setdefault((meter_name, series_name), []).append(state)
     out: Totals = {}
     for (meter_name, series_name), states in combined.items():
-        out.setdefault(meter_name, {})[series_name] = _combine(meters[meter_name], states)
+        out.setdefault(meter_name, {})[series_name] = combine(meters[meter_name], states)
     for (meter_name, series_name), value in exact.items():
         out.setdefault(meter_name, {})[series_name] = value
     return out
 
 
-def _combine(meter: Meter, states: list[PeriodState]) -> Decimal:
-    """Several periods' states of one series as one (for cumulative reporting)."""
+def combine(meter: Meter, states: list[PeriodState]) -> Decimal:
+    """Several states of one series as one quantity: several periods (cumulative
+    reporting), or one period's parts before and after a trial's end."""
     if meter.aggregation == "UNIQUE_COUNT":
         uniques: set[str] = set()
         for state in states:

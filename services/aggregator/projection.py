@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from services.aggregator.closing import Closer
 from shared.catalog import Catalog
 from shared.folding import PeriodState, SeriesState
-from shared.quantities import period_totals, timeline_periods
+from shared.quantities import combine, timeline_periods
 from shared.series_keys import TRIAL_SUFFIX, parse_series_table_key
 from shared.timeline import Timeline
 
@@ -45,16 +44,15 @@ class Projection:
         plain = key.removesuffix(TRIAL_SUFFIX)
         parts = [
             s for s in (self.series.get(plain), self.series.get(plain + TRIAL_SUFFIX)) if isinstance(s, PeriodState)]
-        period_start = datetime.fromisoformat(start.removesuffix(TRIAL_SUFFIX))
-        period_end = state.end
-        value = period_totals(
-            catalog.meters, self.series, [plain, plain + TRIAL_SUFFIX], period_start, period_start, period_end,
-        ).get(meter, {}).get(series)
-        if value is None:
+        meter_model = catalog.meters.get(meter)
+        if meter_model is None:
             return []
+        # What period_totals gives for this one period, without reading the keys again.
+        value = combine(meter_model, parts)
         events = sum(p.events for p in parts)
         applied = max(p.applied for p in parts)
-        return [[customer, meter, series, period_start, period_end, Decimal(value), events, applied]]
+        period_start = datetime.fromisoformat(start.removesuffix(TRIAL_SUFFIX))
+        return [[customer, meter, series, period_start, state.end, value, events, applied]]
 
     def rows_of(self, keys: Iterable[str], now: datetime) -> list[Row]:
         return [row for key in keys for row in self.rows(key, now)]
