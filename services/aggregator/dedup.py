@@ -7,7 +7,7 @@ store shared by every worker: a ClickHouse server, or the embedded engine with o
 worker. With the embedded engine each worker has a store of its own, so a worker taking
 over a partition would not find the ids its previous owner stored; LogDedup keeps every
 id of the window in memory and in the state log (shared through Kafka), exact with any
-number of workers, at about 150 bytes of memory per id.
+number of workers, at about 180 bytes of memory per id (`python -m bench.state_log_ids`).
 
 StoreDedup:
 
@@ -47,7 +47,6 @@ import numpy as np
 
 from services.aggregator.state_log import StateLog
 from services.infra.partitioning import SEPARATOR
-from shared.models.measurement import utc_text
 
 SEP = SEPARATOR.decode()
 
@@ -107,8 +106,9 @@ class StoreDedup:
     recent: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (position, partition)
     answers: dict[str, int] = field(default_factory=dict)  # this batch's store lookups
 
-    def first(self, key: str) -> int | None:
-        """The first carrier's position, or None for an id new in the window."""
+    def first(self, key: str, partition: int) -> int | None:
+        """The first carrier's position, or None for an id new in the window (`partition`
+        is the customer's: LogDedup keeps ids per partition, `recent` needs no such hint)."""
         hit = self.recent.get(key)
         if hit is not None:
             return hit[0]
@@ -153,15 +153,14 @@ class StoreDedup:
 
 @dataclass
 class LogDedup:
-    """Every id of the window in the state log's `seen` (dedup key -> [first position,
-    event time]), which housekeeping trims to the window (ticks.py)."""
+    """Every id of the window in the state log's `ids` (per partition: dedup key -> first
+    position and event time), which housekeeping trims to the window (ticks.py)."""
 
     state: StateLog
     answers: dict[str, int] = field(default_factory=dict)  # never filled: nothing to look up
 
-    def first(self, key: str) -> int | None:
-        hit = self.state.seen.data.get(key)
-        return None if hit is None else int(hit[0])
+    def first(self, key: str, partition: int) -> int | None:
+        return self.state.first_carrier(key, partition)
 
     def suspects(self, keys: set[str], partition_of_key: Callable[[str], int]) -> list[str]:
         return []
@@ -170,8 +169,8 @@ class LogDedup:
         return None
 
     def remember(self, key: str, position: int, partition: int, at: datetime | None = None) -> None:
-        # The event time as text: housekeeping compares it with the window's start.
-        self.state.add_id(key, position, "" if at is None else utc_text(at), partition)
+        # With the event time: housekeeping compares it with the window's start.
+        self.state.add_id(key, position, at, partition)
 
 
 Dedup = StoreDedup | LogDedup

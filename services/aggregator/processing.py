@@ -337,7 +337,7 @@ class Processor:
         period, period_start_text = terms.period, terms.start_text
         meter = fact.meter
         seen_key = dedup_key(fact.customer_name, meter.name, fact.measurement.id)
-        first = self.dedup.first(seen_key)
+        first = self.dedup.first(seen_key, record.partition)
         if first is not None and first != pos:
             result.duplicates += 1
             return

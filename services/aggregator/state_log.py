@@ -11,13 +11,17 @@ Record: key b"<partition>/<seq, 12 digits>", value: a JSON list of operations
     ["s", series_key, state]        set a series state, as its to_json() writes it (a
                                     PeriodState's values of UNIQUE_COUNT travel apart)
     ["u", series_key, [value, ...]] add distinct values to a UNIQUE_COUNT series
-    ["i", dedup_key, [position, event_time]]  an id's first carrier
     ["I", [dedup_key, position, event_time, ...]]  first carriers of up to IDS_PER_OP ids
                                     (a batch adds one per measurement: one flat op for
-                                    many costs a fraction of an op each)
-    ["x", dedup_key]                forget an id (left the dedup window)
+                                    many costs a fraction of an op each); event_time in
+                                    µs since the epoch (UTC text in logs of earlier versions)
+    ["X", [dedup_key, ...]]         forget up to IDS_PER_OP ids (they left the dedup window)
+    ["i", dedup_key, [position, event_time]]  and ["x", dedup_key]: one id at a time, as
+                                    earlier versions wrote them (still replayed)
     ["m", customer, mark]           close marks of a customer
     ["c", clock_key, clock]         the partition's greatest event time
+Ids are kept per partition (`ids`), so a checkpoint or a revocation touches only that
+partition's ids, and each as one int (see pack_id).
 No record exceeds RECORD_BYTES, so no state, however large (a million distinct values),
 ever needs a record larger than the broker accepts. When a partition's log has grown
 to twice its last checkpoint, a checkpoint writes its live state as new records and then
@@ -27,10 +31,11 @@ deletes (tombstones) the older ones, so replay time and the topic stay bounded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.infra.partitioning import PARTITION_PREFIX, SEPARATOR
@@ -50,6 +55,31 @@ Send = Callable[[bytes, bytes | None, int], Awaitable[Awaitable[Any]]]
 
 def customer_of(key: str) -> str:
     return key.split(SEP, 1)[0]
+
+
+# An id's first carrier and event time in one int: the event time (µs since the epoch) in
+# the high bits, the position in the low POSITION_BITS (a position is offset * 2**20 +
+# index, so an offset would have to pass 2**44 to spill over). One int of ~44 bytes
+# instead of a list of an int and a text (~180 bytes), and the ints order by event time,
+# so housekeeping finds the ids that left the window without decoding any.
+POSITION_BITS = 64
+POSITION_MASK = (1 << POSITION_BITS) - 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(at: datetime | None) -> int:
+    """µs since the epoch; 0 for an id without an event time (it leaves at the next trim)."""
+    return 0 if at is None else (at - EPOCH) // MICROSECOND
+
+
+def _text_micros(text: str) -> int:
+    """The µs of an event time as earlier versions logged it (UTC text, "" for none)."""
+    return micros(datetime.fromisoformat(text)) if text else 0
+
+
+def pack_id(position: int, at_micros: int) -> int:
+    return (at_micros << POSITION_BITS) | position
 
 
 class Tracked(MutableMapping[str, Any]):
@@ -98,7 +128,8 @@ class StateLog:
     partitions: int
     partition_of: Callable[[str], int]  # customer -> partition
     series: Tracked = field(default_factory=Tracked)
-    seen: Tracked = field(default_factory=Tracked)
+    # partition -> dedup key -> pack_id(first carrier's position, event time)
+    ids: dict[int, dict[str, int]] = field(default_factory=dict)
     marks: Tracked = field(default_factory=Tracked)
     clock: Tracked = field(default_factory=Tracked)
     loaded: set[int] = field(default_factory=set)
@@ -107,14 +138,52 @@ class StateLog:
     _uniques_logged: dict[str, int] = field(default_factory=dict)
     # UNIQUE_COUNT series whose values a load read without a state after them (see load).
     _unpositioned: set[str] = field(default_factory=set)
-    # partition -> ids first carried since the last flush, flat: [key, position, event time, ...]
+    # partition -> ids first carried since the last flush, flat: [key, position, µs, ...]
     _new_ids: dict[int, list[Any]] = field(default_factory=dict)
+    # partition -> ids forgotten since the last flush (a dict: the log keeps their order)
+    _removed_ids: dict[int, dict[str, None]] = field(default_factory=dict)
 
-    def add_id(self, key: str, position: int, at: str, partition: int) -> None:
+    # -- ids (dedup.LogDedup) ----------------------------------------------------------
+    def first_carrier(self, key: str, partition: int) -> int | None:
+        """The position of the id's first carrier, None for an id new in the window."""
+        ids = self.ids.get(partition)
+        packed = None if ids is None else ids.get(key)
+        return None if packed is None else packed & POSITION_MASK
+
+    def add_id(self, key: str, position: int, at: datetime | None, partition: int) -> None:
         """An id's first carrier, logged in bulk at the next flush (op "I")."""
-        self.seen.data[key] = [position, at]
-        self.seen.changed.discard(key)  # an earlier removal in this flush is overtaken
-        self._new_ids.setdefault(partition, []).extend((key, position, at))
+        at_micros = micros(at)
+        ids = self.ids.get(partition)
+        if ids is None:
+            ids = self.ids[partition] = {}
+        ids[key] = (at_micros << POSITION_BITS) | position  # pack_id, inlined: once per measurement
+        removed = self._removed_ids.get(partition)
+        if removed:
+            removed.pop(key, None)  # an earlier removal in this flush is overtaken
+        new = self._new_ids.get(partition)
+        if new is None:
+            new = self._new_ids[partition] = []
+        new += (key, position, at_micros)
+
+    def expire_ids(self, before: datetime, partitions: Collection[int]) -> int:
+        """Forget the ids of these partitions whose event time is before `before`; returns
+        how many (logged as removals at the next flush)."""
+        limit = micros(before) << POSITION_BITS  # every id of an earlier µs packs below it
+        expired = 0
+        for partition in partitions:
+            ids = self.ids.get(partition)
+            if not ids:
+                continue
+            gone = [key for key, packed in ids.items() if packed < limit]
+            removed = self._removed_ids.setdefault(partition, {})
+            for key in gone:
+                del ids[key]
+                removed[key] = None
+            expired += len(gone)
+        return expired
+
+    def id_count(self) -> int:
+        return sum(len(ids) for ids in self.ids.values())
 
     # -- which partition a key belongs to ------------------------------------------
     def _partition(self, view: str, key: str) -> int:
@@ -123,13 +192,14 @@ class StateLog:
         return self.partition_of(customer_of(key))
 
     def _views(self) -> list[tuple[str, Tracked]]:
-        return [("s", self.series), ("i", self.seen), ("m", self.marks), ("c", self.clock)]
+        return [("s", self.series), ("m", self.marks), ("c", self.clock)]
 
     # -- recovery --------------------------------------------------------------------
     def load(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
         """Replay one partition's log records (as recovered by Faust) into the dicts."""
         self.forget({partition})
         log = _PartitionLog()
+        ids = self.ids[partition] = {}
         prefix = f"{partition}/".encode()
         for key, value in sorted(r for r in records if r[0].startswith(prefix)):
             log.seq = max(log.seq, int(key[len(prefix):]) + 1)
@@ -138,7 +208,7 @@ class StateLog:
             log.keys.append(key)
             log.bytes += len(value)
             for op in json.loads(value):
-                self._apply(op)
+                self._apply(op, ids)
         # Values logged before a crash that came before their series' state: the replay
         # folds their measurements again (see _series_ops).
         for series_key in self._unpositioned:
@@ -149,7 +219,8 @@ class StateLog:
         self._logs[partition] = log
         self.loaded.add(partition)
 
-    def _apply(self, op: list[Any]) -> None:
+    def _apply(self, op: list[Any], ids: dict[str, int]) -> None:
+        """Replay one op; `ids` are those of the partition whose log it is in."""
         kind, key = op[0], op[1]
         if kind == "s":
             state = series_state_from_json(key, op[2])
@@ -170,14 +241,19 @@ class StateLog:
             held.uniques = uniques
             self._uniques_logged[key] = len(uniques)
         elif kind == "i":
-            self.seen.data[key] = op[2]
+            ids[key] = pack_id(op[2][0], _text_micros(op[2][1]))
         elif kind == "I":
             flat = op[1]
-            seen = self.seen.data
             for at in range(0, len(flat), 3):
-                seen[flat[at]] = [flat[at + 1], flat[at + 2]]
+                at_micros = flat[at + 2]
+                if type(at_micros) is str:
+                    at_micros = _text_micros(at_micros)
+                ids[flat[at]] = pack_id(flat[at + 1], at_micros)
         elif kind == "x":
-            self.seen.data.pop(key, None)
+            ids.pop(key, None)
+        elif kind == "X":
+            for gone in key:
+                ids.pop(gone, None)
         elif kind == "m":
             self.marks.data[key] = op[2]
         elif kind == "c":
@@ -195,12 +271,17 @@ class StateLog:
                 self._uniques_logged.pop(key, None)
         for partition in partitions:
             self._logs.pop(partition, None)
+            self.ids.pop(partition, None)
             self._new_ids.pop(partition, None)
+            self._removed_ids.pop(partition, None)
         self.loaded -= partitions
 
     # -- persistence -----------------------------------------------------------------
     def pending(self) -> bool:
-        return any(view.changed for _, view in self._views()) or any(self._new_ids.values())
+        return (
+            any(view.changed for _, view in self._views())
+            or any(self._new_ids.values()) or any(self._removed_ids.values())
+        )
 
     async def flush(self, send: Send) -> int:
         """Write every change since the last flush; returns once the broker has all of it.
@@ -209,12 +290,18 @@ class StateLog:
         then not acknowledge the batch (the records are read again after a restart).
         """
         ops_by_partition: dict[int, list[list[Any]]] = {}
-        # New ids first: a removal recorded in `changed` after them must come after them.
+        # New ids first: a removal recorded after them must come after them (and one that
+        # came before them was dropped by add_id).
         step = 3 * IDS_PER_OP
         for partition, flat in self._new_ids.items():
             ops = ops_by_partition.setdefault(partition, [])
             ops.extend(["I", flat[start:start + step]] for start in range(0, len(flat), step))
         self._new_ids = {}
+        for partition, removed in self._removed_ids.items():
+            gone = list(removed)
+            ops = ops_by_partition.setdefault(partition, [])
+            ops.extend(["X", gone[start:start + IDS_PER_OP]] for start in range(0, len(gone), IDS_PER_OP))
+        self._removed_ids = {}
         for view_name, view in self._views():
             for key in view.changed:
                 partition = self._partition(view_name, key)
@@ -223,9 +310,7 @@ class StateLog:
                 if view_name == "s":
                     ops.extend(self._series_ops(key, value))
                 elif value is None:
-                    if view_name == "i":
-                        ops.append(["x", key])
-                    # series, marks and clock entries are never deleted, only replaced
+                    continue  # series, marks and clock entries are never deleted, only replaced
                 else:
                     ops.append([view_name, key, value])
             view.changed.clear()
@@ -237,8 +322,8 @@ class StateLog:
         ]
         await asyncio.gather(*futures)
         written = len(futures)
-        for partition in checkpoints:
-            written += await self.checkpoint(send, partition)
+        if checkpoints:
+            written += await self.checkpoint(send, checkpoints)
         return written
 
     def _series_ops(self, key: str, state: SeriesState | None) -> Iterator[list[Any]]:
@@ -260,7 +345,7 @@ class StateLog:
         yield ["s", key, state.to_json()]
         self._uniques_logged[key] = len(uniques)
 
-    async def _append(self, send: Send, partition: int, ops: list[list[Any]]) -> list[Awaitable[Any]]:
+    async def _append(self, send: Send, partition: int, ops: Iterable[list[Any]]) -> list[Awaitable[Any]]:
         log = self._logs.setdefault(partition, _PartitionLog())
         futures = []
         for value in _encode_chunks(ops):
@@ -271,41 +356,96 @@ class StateLog:
             futures.append(await send(key, value, partition))
         return futures
 
-    async def checkpoint(self, send: Send, partition: int) -> int:
-        """Rewrite the partition's live state, then delete the records it replaces.
+    async def checkpoint(self, send: Send, partitions: Collection[int]) -> int:
+        """Rewrite these partitions' live state, then delete the records it replaces.
 
         Crash-safe in either step: until the deletions land, a replay reads the old
-        records and then the new ones, which set the same values again.
+        records and then the new ones, which set the same values again. The series,
+        marks and clock are bucketed in one pass for all the partitions (their logs grow
+        at the same pace, so a flush often checkpoints several); the ids are per partition
+        already, and stream into records without a copy of them all.
         """
-        log = self._logs.setdefault(partition, _PartitionLog())
-        old = list(log.keys)
-        ops: list[list[Any]] = []
+        others: dict[int, list[list[Any]]] = {partition: [] for partition in partitions}
         for view_name, view in self._views():
             for key, value in view.data.items():
-                if self._partition(view_name, key) != partition:
+                ops = others.get(self._partition(view_name, key))
+                if ops is None:
                     continue
                 if view_name == "s":
                     self._uniques_logged.pop(key, None)
                     ops.extend(self._series_ops(key, value))
                 else:
                     ops.append([view_name, key, value])
-        log.keys, log.bytes = [], 0
-        futures = await self._append(send, partition, ops)
+        replaced: dict[int, list[bytes]] = {}
+        futures: list[Awaitable[Any]] = []
+        for partition, ops in others.items():
+            log = self._logs.setdefault(partition, _PartitionLog())
+            replaced[partition] = log.keys
+            log.keys, log.bytes = [], 0
+            futures.extend(await self._append(send, partition, itertools.chain(self._id_ops(partition), ops)))
         await asyncio.gather(*futures)
-        log.checkpoint_bytes = log.bytes
-        tombstones = [await send(key, None, partition) for key in old]
+        tombstones: list[Awaitable[Any]] = []
+        for partition, old in replaced.items():
+            log = self._logs[partition]
+            log.checkpoint_bytes = log.bytes
+            tombstones.extend([await send(key, None, partition) for key in old])
         await asyncio.gather(*tombstones)
         return len(futures) + len(tombstones)
 
+    def _id_ops(self, partition: int) -> Iterator[list[Any]]:
+        """A partition's live ids as "I" ops, made as they are encoded (the worker's lock
+        keeps the ids unchanged meanwhile)."""
+        flat: list[Any] = []
+        for key, packed in self.ids.get(partition, {}).items():
+            flat += (key, packed & POSITION_MASK, packed >> POSITION_BITS)
+            if len(flat) == 3 * IDS_PER_OP:
+                yield ["I", flat]
+                flat = []
+        if flat:
+            yield ["I", flat]
 
-def _encode_chunks(ops: list[list[Any]]) -> Iterator[bytes]:
-    """The ops as JSON lists of at most RECORD_BYTES each, in order."""
-    if not ops:
-        return
-    encoded = json.dumps(ops, separators=(",", ":")).encode()
-    if len(encoded) <= RECORD_BYTES or len(ops) == 1:
-        yield encoded
-        return
-    middle = len(ops) // 2
-    yield from _encode_chunks(ops[:middle])
-    yield from _encode_chunks(ops[middle:])
+
+# Ops are encoded in runs of about this many bytes, one encoder call a run: a call per op
+# costs ~1.5 µs more than its share of a longer one, and one call for all the ops of a
+# flush makes a text that must be encoded again, in parts, when it passes RECORD_BYTES.
+# A record fills up to within about a run of RECORD_BYTES.
+RUN_BYTES = 32 * 1024
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # ensure_ascii: a character is a byte
+
+
+def _encode_chunks(ops: Iterable[list[Any]]) -> Iterator[bytes]:
+    """The ops as JSON lists of at most RECORD_BYTES each, in order (an op larger than
+    that alone in a record of its own)."""
+    record: list[str] = []  # encoded runs of ops, without their brackets
+    size = 2  # the record's brackets
+    for run in _encoded_runs(ops):
+        if record and size + 1 + len(run) > RECORD_BYTES:
+            yield f"[{','.join(record)}]".encode()
+            record, size = [], 2
+        size += len(run) + (1 if record else 0)
+        record.append(run)
+    if record:
+        yield f"[{','.join(record)}]".encode()
+
+
+def _encoded_runs(ops: Iterable[list[Any]]) -> Iterator[str]:
+    """Consecutive ops encoded together, without the list's brackets, in runs of about
+    RUN_BYTES (sized by the ops before them)."""
+    count = 16
+    run: list[list[Any]] = []
+    for op in ops:
+        run.append(op)
+        if len(run) == count:
+            text = _ENCODER.encode(run)
+            yield from _unbracketed(text, run)
+            count = max(1, min(4096, count * RUN_BYTES // len(text)))
+            run = []
+    if run:
+        yield from _unbracketed(_ENCODER.encode(run), run)
+
+
+def _unbracketed(text: str, run: list[list[Any]]) -> list[str]:
+    # A run over RECORD_BYTES (ops much larger than the ones before them): an op at a time.
+    if len(text) > RECORD_BYTES and len(run) > 1:
+        return [_ENCODER.encode(op) for op in run]
+    return [text[1:-1]]

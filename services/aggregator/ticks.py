@@ -33,7 +33,7 @@ from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog
 from shared.models.json_types import format_utc
 from shared.periods import period_containing
-from shared.series_keys import SEP, TIMELINE, parse_series_table_key
+from shared.series_keys import TIMELINE, parse_series_table_key
 from shared.timeline import Timeline, compact
 
 log = logging.getLogger("metering.aggregator")
@@ -110,14 +110,7 @@ class Ticker:
         """Forget ids older than the dedup window; compact old timeline points."""
         now = datetime.now(UTC)
         cutoff = now - self.dedup_window - COMPACTION_MARGIN
-        cutoff_text = format_utc(cutoff)
-        seen = self.state.seen
-        expired = [
-            key for key, value in seen.data.items()
-            if value[1] < cutoff_text and customer_partition(key.split(SEP, 1)[0], self.partitions) in owned
-        ]
-        for key in expired:
-            del seen[key]
+        expired = self.state.expire_ids(cutoff, owned)
         catalog = self.catalog()
         compacted = 0
         for key, value in list(self.state.series.data.items()):
@@ -137,7 +130,7 @@ class Ticker:
                     compacted += 1
         await self.state.flush(self.send_state)
         if expired or compacted:
-            log.info("housekeeping: %d ids expired, %d timelines compacted", len(expired), compacted)
+            log.info("housekeeping: %d ids expired, %d timelines compacted", expired, compacted)
 
     def _oldest_open_start(self, customer: str, cutoff: datetime) -> datetime | None:
         """Start of the oldest period a measurement inside the dedup window can touch."""

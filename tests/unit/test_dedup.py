@@ -53,9 +53,9 @@ def test_recent_ids_are_bounded_oldest_out() -> None:
     assert len(dedup.recent) == 3  # a batch keeps all its ids: none of them is stored yet
     dedup.end_batch()
     assert dedup.recent == {"b": (1, 0), "c": (2, 0)}
-    assert (dedup.first("c"), dedup.first("a")) == (2, None)
+    assert (dedup.first("c", 0), dedup.first("a", 0)) == (2, None)
     dedup.answers = {"a": 0}
-    assert dedup.first("a") == 0
+    assert dedup.first("a", 0) == 0
 
 
 def test_suspects_are_the_keys_only_the_store_can_answer() -> None:
@@ -77,12 +77,12 @@ def test_forgetting_a_partition_drops_its_filter_and_its_recent_ids() -> None:
     assert (set(dedup.filters), set(dedup.recent)) == ({0}, {"k0"})
 
 
-def test_the_state_log_keeps_every_id_with_its_first_carrier() -> None:
-    state = StateLog(partitions=1, partition_of=lambda customer: 0)
+def test_the_state_log_keeps_every_id_with_its_first_carrier_in_its_partition() -> None:
+    state = StateLog(partitions=2, partition_of=lambda customer: 0)
     dedup = LogDedup(state)
-    dedup.remember("k", 7, partition=0, at=datetime(2026, 3, 1, tzinfo=UTC))
-    assert (state.seen.data, dedup.first("k"), dedup.first("other")) == (
-        {"k": [7, "2026-03-01T00:00:00Z"]}, 7, None)
+    dedup.remember("k", 7, partition=1, at=datetime(2026, 3, 1, tzinfo=UTC))
+    assert (dedup.first("k", 1), dedup.first("other", 1), dedup.first("k", 0)) == (7, None, None)
+    assert state.expire_ids(datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC), {1}) == 1  # with its event time
     assert state.pending()
     assert dedup.suspects({"k", "other"}, lambda key: 0) == []  # nothing is ever looked up
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from services.aggregator import state_log
-from services.aggregator.state_log import RECORD_BYTES, StateLog
+from services.aggregator.state_log import RECORD_BYTES, StateLog, micros, pack_id
 from services.infra.partitioning import partition_key
 from shared.folding import PeriodState, fold
 from shared.models import Meter
@@ -23,6 +23,7 @@ MARCH, APRIL = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC
 
 def period_state(value: int | str, events: int, applied: int, uniques: dict[str, None] | None = None) -> PeriodState:
     return PeriodState(APRIL, Decimal(value), events, applied, uniques)
+MARCH_2 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 class Changelog:
@@ -64,14 +65,15 @@ def replayed(log: Changelog, partitions: tuple[int, ...] = (0, 1)) -> StateLog:
 
 def views(state: StateLog) -> tuple[dict[str, Any], ...]:
     series = {key: [value.to_json(), getattr(value, "uniques", None)] for key, value in state.series.data.items()}
-    return (series, *(json.loads(json.dumps(v.data)) for v in (state.seen, state.marks, state.clock)))
+    ids = {partition: ids for partition, ids in state.ids.items() if ids}  # a replay makes empty ones
+    return (series, *(json.loads(json.dumps(v)) for v in (ids, state.marks.data, state.clock.data)))
 
 
 def test_a_replay_rebuilds_exactly_what_was_flushed() -> None:
     log, state = Changelog(), fresh()
     state.series[f"acme{SEP}calls{SEP}{SEP}2026-03-01T00:00:00Z"] = period_state(5, 2, 9)
     state.series[f"bob{SEP}calls{SEP}{SEP}*"] = Timeline([Point(MARCH, Decimal(1), False)], None, 3)
-    state.seen[f"acme{SEP}calls{SEP}id-1"] = [9, "2026-03-01T00:00:00Z"]
+    state.add_id(f"acme{SEP}calls{SEP}id-1", 9, MARCH, 0)
     state.marks["bob"] = {"closed": {"s": 1}, "late": []}
     state.clock[partition_key(1)] = {"max_event_time": "2026-03-01T00:00:00Z"}
     asyncio.run(state.flush(log.send))
@@ -79,47 +81,48 @@ def test_a_replay_rebuilds_exactly_what_was_flushed() -> None:
     assert views(replayed(log)) == views(state)
     # Each partition's records hold only its own keys.
     only_bob = replayed(log, (1,))
-    assert list(only_bob.series) == [f"bob{SEP}calls{SEP}{SEP}*"] and list(only_bob.seen) == []
+    assert list(only_bob.series) == [f"bob{SEP}calls{SEP}{SEP}*"] and only_bob.id_count() == 0
 
 
 def test_later_records_win_and_forgotten_ids_stay_forgotten() -> None:
     log, state = Changelog(), fresh()
     key = f"acme{SEP}calls{SEP}id-1"
-    state.seen[key] = [1, "2026-03-01T00:00:00Z"]
+    state.add_id(key, 1, MARCH, 0)
     state.series["acme" + SEP + "c" + SEP + SEP + "p"] = period_state(1, 1, 1)
     asyncio.run(state.flush(log.send))
-    del state.seen[key]
+    assert state.expire_ids(MARCH_2, {0, 1}) == 1
     state.series["acme" + SEP + "c" + SEP + SEP + "p"] = period_state(2, 2, 2)
     asyncio.run(state.flush(log.send))
     again = replayed(log)
-    assert (dict(again.seen.data), again.series["acme" + SEP + "c" + SEP + SEP + "p"].value) == ({}, 2)
+    assert (again.id_count(), again.series["acme" + SEP + "c" + SEP + SEP + "p"].value) == (0, 2)
 
 
 def test_ids_added_in_bulk_replay_in_order_with_their_removals() -> None:
     log, state = Changelog(), fresh()
     keep, drop, again = (f"acme{SEP}calls{SEP}{name}" for name in ("keep", "drop", "again"))
-    state.add_id(drop, 1, "2026-03-01T00:00:00Z", 0)
-    state.add_id(again, 2, "2026-03-01T00:00:00Z", 0)
+    state.add_id(drop, 1, MARCH, 0)
+    state.add_id(again, 2, MARCH, 0)
     asyncio.run(state.flush(log.send))
-    # In one flush: a new id, then an old one removed; an id removed, then carried anew.
-    state.add_id(keep, 3, "2026-03-02T00:00:00Z", 0)
-    del state.seen[drop]
-    del state.seen[again]
-    state.add_id(again, 4, "2026-03-02T00:00:00Z", 0)
-    state.add_id(drop, 5, "2026-03-02T00:00:00Z", 0)
-    del state.seen[drop]
+    # In one flush: a new id, then old ones removed; an id removed, then carried anew;
+    # an id carried anew, then removed again.
+    state.add_id(keep, 3, MARCH_2, 0)
+    assert state.expire_ids(MARCH_2, {0}) == 2  # drop and again
+    state.add_id(again, 4, MARCH_2, 0)
+    state.add_id(drop, 5, MARCH, 0)
+    assert state.expire_ids(MARCH_2, {0}) == 1  # drop
     asyncio.run(state.flush(log.send))
     assert views(replayed(log)) == views(state)
-    assert replayed(log).seen.data == {keep: [3, "2026-03-02T00:00:00Z"], again: [4, "2026-03-02T00:00:00Z"]}
+    assert replayed(log).ids == {0: {keep: pack_id(3, micros(MARCH_2)), again: pack_id(4, micros(MARCH_2))}, 1: {}}
 
 
 def test_many_long_ids_in_one_flush_stay_under_the_record_limit() -> None:
     log, state = Changelog(), fresh()
     long = "\u00e9" * 256  # escaped JSON: 6 bytes a character
     for i in range(2_000):
-        state.add_id(f"{'a' * 256}{SEP}{'m' * 256}{SEP}{long}{i}", i, "2026-03-01T00:00:00.123456Z", 0)
+        state.add_id(f"{'a' * 256}{SEP}{'m' * 256}{SEP}{long}{i}", i, MARCH + timedelta(microseconds=i), 0)
     asyncio.run(state.flush(log.send))
-    assert max(log.sizes) <= RECORD_BYTES and len(replayed(log).seen.data) == 2_000
+    assert max(log.sizes) <= RECORD_BYTES and replayed(log).id_count() == 2_000
+    assert views(replayed(log)) == views(state)
 
 
 def test_a_million_distinct_values_never_make_a_record_over_the_limit() -> None:
@@ -147,7 +150,7 @@ def test_a_checkpoint_replaces_the_log_and_a_crash_inside_it_changes_nothing(mon
     key = "acme" + SEP + "c" + SEP + SEP + "p"
     for i in range(200):
         state.series[key] = period_state(i, i, i)
-        state.seen[f"acme{SEP}c{SEP}id-{i}"] = [i, "2026-03-01T00:00:00Z"]
+        state.add_id(f"acme{SEP}c{SEP}id-{i}", i, MARCH, 0)
         asyncio.run(state.flush(log.send))
     live = log.compacted()
     assert len(live) < 100, "old records were deleted after checkpoints"
@@ -159,13 +162,13 @@ def test_a_checkpoint_replaces_the_log_and_a_crash_inside_it_changes_nothing(mon
     asyncio.run(state.flush(crashing.send))
     crashing.fail_after = len(crashing.sizes) + 1
     with pytest.raises(RuntimeError):
-        asyncio.run(state.checkpoint(crashing.send, 0))
+        asyncio.run(state.checkpoint(crashing.send, {0}))
     assert views(replayed(crashing)) == views(state)
 
 
 def test_a_failed_write_raises_so_the_batch_is_not_acknowledged() -> None:
     state = fresh()
-    state.seen[f"acme{SEP}c{SEP}id"] = [1, "t"]
+    state.add_id(f"acme{SEP}c{SEP}id", 1, MARCH, 0)
     with pytest.raises(RuntimeError):
         asyncio.run(state.flush(Changelog(fail_after=0).send))
 
@@ -175,9 +178,89 @@ def test_forget_drops_only_the_revoked_partitions() -> None:
     state.series[f"acme{SEP}c{SEP}{SEP}p"] = period_state(1, 1, 1)
     state.series[f"bob{SEP}c{SEP}{SEP}p"] = period_state(1, 1, 1)
     state.clock[partition_key(1)] = {"max_event_time": "t"}
+    state.add_id(f"acme{SEP}c{SEP}id", 1, MARCH, 0)
+    state.add_id(f"bob{SEP}c{SEP}id", 2, MARCH, 1)
     state.loaded = {0, 1}
     state.forget({1})
     assert (list(state.series), list(state.clock), state.loaded) == ([f"acme{SEP}c{SEP}{SEP}p"], [], {0})
+    assert (state.first_carrier(f"acme{SEP}c{SEP}id", 0), state.first_carrier(f"bob{SEP}c{SEP}id", 1)) == (1, None)
+    # Nothing of partition 1 is written any more: its new owner writes its log now.
+    log = Changelog()
+    asyncio.run(state.flush(log.send))
+    assert {key.split(b"/")[0] for key in log.records} == {b"0"}
+
+
+def test_an_id_keeps_its_first_carrier_and_leaves_the_window_by_its_event_time() -> None:
+    state = fresh()
+    far = 10**12 * 2**20 + 999  # a position at offset 10^12 (processing.position)
+    state.add_id("acme\x1fc\x1fold", far, MARCH_2 - timedelta(microseconds=1), 0)
+    state.add_id("acme\x1fc\x1fedge", 7, MARCH_2, 0)  # at the window's start: still inside
+    state.add_id("acme\x1fc\x1fnone", 8, None, 0)  # no event time: leaves at the next trim
+    state.add_id("bob\x1fc\x1fold", 9, MARCH, 1)  # a partition not trimmed
+    assert (state.first_carrier("acme\x1fc\x1fold", 0), state.first_carrier("acme\x1fc\x1fold", 1)) == (far, None)
+    assert state.expire_ids(MARCH_2, {0}) == 2
+    assert {key: state.first_carrier(key, p) for p, ids in state.ids.items() for key in ids} == {
+        "acme\x1fc\x1fedge": 7, "bob\x1fc\x1fold": 9}
+
+
+def test_a_checkpoint_of_one_partition_leaves_the_others_ids_and_records_alone() -> None:
+    log, state = Changelog(), fresh()
+    for i in range(250):
+        state.add_id(f"acme{SEP}c{SEP}id-{i}", i, MARCH, 0)
+        state.add_id(f"bob{SEP}c{SEP}id-{i}", 1000 + i, MARCH_2, 1)
+    state.series[f"acme{SEP}c{SEP}{SEP}p"] = period_state(1, 1, 1)
+    state.series[f"bob{SEP}c{SEP}{SEP}p"] = period_state(2, 2, 2)
+    state.marks["acme"] = {"closed": {"s": 1}, "late": []}
+    state.clock[partition_key(0)] = {"max_event_time": "2026-03-01T00:00:00Z"}
+    asyncio.run(state.flush(log.send))
+    assert state.expire_ids(MARCH + timedelta(seconds=1), {0}) == 250  # acme's ids left the window
+    state.add_id(f"acme{SEP}c{SEP}late", 5000, MARCH_2, 0)
+    asyncio.run(state.flush(log.send))
+    bob_before = {k: v for k, v in log.records.items() if k.startswith(b"1/")}
+    acme_before = [k for k, v in log.records.items() if k.startswith(b"0/") and v is not None]
+    sent = len(log.sizes)
+    asyncio.run(state.checkpoint(log.send, {0}))
+    assert {k: v for k, v in log.records.items() if k.startswith(b"1/")} == bob_before
+    assert all(log.records[k] is None for k in acme_before), "the records it replaces are deleted"
+    assert len(log.sizes) - sent == 1 + len(acme_before), "one record holds acme's live state"
+    assert views(replayed(log)) == views(state)
+    assert replayed(log, (0,)).ids == {0: {f"acme{SEP}c{SEP}late": pack_id(5000, micros(MARCH_2))}}
+
+
+def test_a_log_of_an_earlier_version_replays_and_its_checkpoint_replays_the_same() -> None:
+    # Ids one op each with their event time as text ("i", "x"), or flat with text ("I").
+    ops = [
+        ["i", f"acme{SEP}c{SEP}a", [11, "2026-03-01T00:00:00.000001Z"]],
+        ["i", f"acme{SEP}c{SEP}b", [12, "2026-03-01T00:00:00Z"]],
+        ["I", [f"acme{SEP}c{SEP}c", 13, "2026-03-02T00:00:00Z", f"acme{SEP}c{SEP}d", 14, ""]],
+        ["x", f"acme{SEP}c{SEP}b"],
+        ["s", f"acme{SEP}c{SEP}{SEP}p", {"value": "3", "events": 3, "applied": 13, "end": "2026-04-01T00:00:00Z"}],
+        ["m", "acme", {"closed": {"s": 1}, "late": []}],
+        ["c", partition_key(0), {"max_event_time": "2026-03-02T00:00:00Z"}],
+    ]
+    old = Changelog()
+    old.records = {b"0/000000000000": json.dumps(ops).encode()}
+    state = replayed(old)
+    assert state.ids[0] == {
+        f"acme{SEP}c{SEP}a": pack_id(11, micros(MARCH) + 1), f"acme{SEP}c{SEP}c": pack_id(13, micros(MARCH_2)),
+        f"acme{SEP}c{SEP}d": pack_id(14, 0),
+    }
+    asyncio.run(state.checkpoint(old.send, {0}))
+    assert b'"i"' not in b"".join(old.records[k] or b"" for k in old.records)
+    assert views(replayed(old)) == views(state)
+    assert state.expire_ids(MARCH + timedelta(microseconds=1), {0}) == 1  # d: it had no event time
+
+
+def test_records_fill_up_to_the_limit_and_keep_the_ops_in_order() -> None:
+    small = [["m", f"c{i}", {"n": i}] for i in range(20_000)]
+    large = [["u", "k", ["v" * 1000] * 300]]  # ~300 KB: its run exceeds a record with the next ops
+    huge = [["u", "k", ["v" * 1000] * 700]]  # over RECORD_BYTES: a record of its own
+    ops = [*small[:10_000], *large, *large, *small[10_000:11_000], *huge, *small[11_000:]]
+    records = list(state_log._encode_chunks(ops))
+    assert [op for record in records for op in json.loads(record)] == ops
+    assert [len(r) > RECORD_BYTES for r in records].count(True) == 1
+    total = sum(len(r) for r in records)
+    assert len(records) <= total // (RECORD_BYTES * 3 // 4) + 3, [len(r) for r in records]
 
 
 def _unique_counter() -> Meter:
