@@ -41,7 +41,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -100,6 +100,7 @@ class IdFilter:
 
 @dataclass
 class StoreDedup:
+    asks_store: ClassVar[bool] = True  # suspects() may name ids to look up
     filter_bytes: int
     recent_capacity: int
     filters: dict[int, IdFilter] = field(default_factory=dict)
@@ -156,6 +157,7 @@ class LogDedup:
     """Every id of the window in the state log's `ids` (per partition: dedup key -> first
     position and event time), which housekeeping trims to the window (ticks.py)."""
 
+    asks_store: ClassVar[bool] = False  # every id it knows is in memory: no suspects to gather
     state: StateLog
     answers: dict[str, int] = field(default_factory=dict)  # never filled: nothing to look up
 

@@ -165,6 +165,7 @@ class Processor:
         store can answer (see dedup.py), for the caller to look up off the event loop."""
         self._refreshed = False
         keys: set[str] = set()
+        gather = self.dedup.asks_store
         for record in records:
             items = self._decoded[(record.partition, record.offset)] = decode(record.value)
             if isinstance(items, str):
@@ -177,7 +178,7 @@ class Processor:
                 except Exception:  # noqa: BLE001 - process() judges it again, and dead-letters what it raises
                     continue
                 self._judged[(record.partition, record.offset, item.index)] = facts
-                if isinstance(facts, str) or (
+                if not gather or isinstance(facts, str) or (
                     self.partition_of is not None and self.partition_of(facts[0].customer_name) != record.partition
                 ):
                     continue  # dead-lettered, or forwarded to be folded (and deduplicated) there

@@ -8,6 +8,7 @@ setup only the aggregator opens it (see README, "Who owns the store").
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -21,6 +22,12 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The embedded engine's allocator (jemalloc, which chdb reads its options from
+# JE_MALLOC_CONF) keeps freed pages for 10 s by default: after a burst of inserts that
+# held ~50 MB of the aggregator's peak RSS (measured: 491 -> 436 MB for 1,000,000 rows
+# written in slices), for about 13 % more CPU in the inserts. Returned at once instead.
+# An operator's own JE_MALLOC_CONF wins; it is read once, when chdb is first loaded.
+EMBEDDED_MALLOC_CONF = "dirty_decay_ms:0,muzzy_decay_ms:0"
 
 
 def connect(settings: Settings) -> Client:
@@ -33,6 +40,7 @@ def connect(settings: Settings) -> Client:
     else:
         settings.chdb_path.mkdir(parents=True, exist_ok=True)
         dsn = f"chdb://{settings.chdb_path.resolve()}"
+        os.environ.setdefault("JE_MALLOC_CONF", EMBEDDED_MALLOC_CONF)
     bootstrap = clickhouse_connect.get_client(dsn=dsn)
     # A database name cannot be a query parameter; it is checked against _IDENTIFIER above.
     bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
