@@ -131,11 +131,15 @@ def write_cost(rows: list[list[Any]], rounds: int) -> tuple[float, float, float]
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--part", choices=["decode", "write_raw"], help="only this part (default: both)")
     args = parser.parse_args(argv)
     values = envelopes(RAW_ROWS)
     assert len(values) == RAW_ROWS // ENVELOPE_ITEMS
-    wall, cpu = decode_cost(values, args.rounds)
-    print(f"decode, envelopes of {ENVELOPE_ITEMS:,}: {wall:.2f} µs/measurement wall, {cpu:.2f} CPU")
+    if args.part != "write_raw":
+        wall, cpu = decode_cost(values, args.rounds)
+        print(f"decode, envelopes of {ENVELOPE_ITEMS:,}: {wall:.2f} µs/measurement wall, {cpu:.2f} CPU")
+    if args.part == "decode":
+        return
     wall, cpu, outside = write_cost(raw_rows(values), args.rounds)
     print(f"write_raw, {RAW_ROWS:,} rows into chdb: {wall:.2f} µs/measurement wall, {cpu:.2f} CPU (process), "
           f"{outside:.2f} CPU outside the engine (holding the GIL)")
