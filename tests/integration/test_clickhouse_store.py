@@ -11,6 +11,7 @@ import pytest
 
 from services.aggregator import dedup
 from services.aggregator.dedup import IdFilter, filter_from_store, first_carriers, id_hashes
+from services.aggregator.processing import RAW_COLUMNS
 from services.aggregator.writer import StoreWriter
 from services.infra import queries
 from services.infra.clickhouse_store import apply_migrations, connect, migrations
@@ -56,6 +57,40 @@ def test_replayed_writes_change_nothing_and_newest_total_wins(store_settings: Se
         writer.write_totals([["acme", "api_calls", "", start, end, Decimal(value), version + 1, version]])
     totals = queries.period_totals(client, {"customer_name": "acme"})
     assert [(t["value"], t["events"]) for t in totals] == [("5000", 5)]
+
+
+def test_raw_rows_are_stored_as_the_row_insert_stores_them(store_settings: Settings) -> None:
+    """write_raw inserts an Arrow table; clickhouse-connect's row insert, which it replaced,
+    is the reference: every column of every row reads back the same, to the last digit,
+    microsecond and label."""
+    client = connect(store_settings)
+    apply_migrations(client)
+    client.command("CREATE TABLE measurements_by_rows AS measurements")
+    at = datetime(2026, 1, 5, 12, 30, 15, 123456, tzinfo=UTC)
+    values = [
+        Decimal("99999999999999999999999999.999999999999"), Decimal("-99999999999999999999999999.999999999999"),
+        Decimal("0.000000000001"), Decimal("1." + "0" * 100), Decimal("1E+25"), Decimal("12.5"), Decimal(0),
+        Decimal("0E-999999999"), Decimal(7),
+    ]
+    times = [at, at.replace(microsecond=0), at.replace(microsecond=999_999), datetime(1970, 1, 1, tzinfo=UTC),
+             datetime(2299, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)]
+    labels = [{}, {"region": "eu"}, {"zeta": "", "ünï 顧客 🚀": HOSTILE[3], **{f"k{n}": "v" for n in range(30)}}]
+    rows = [
+        [HOSTILE[i % len(HOSTILE)], "api_calls" if i % 2 else "visitors", f"id-{i}", "region=eu" if i % 3 else "",
+         values[i % len(values)], "v" * 1024 if i == 4 else "", times[i % len(times)], labels[i % len(labels)],
+         i % 2 == 0, "m", 2**32 - 1 if i == 5 else i, 2**63 + i, i * 2**20 + 7]
+        for i in range(45)
+    ]
+    StoreWriter(client).write_raw(rows)
+    client.insert("measurements_by_rows", rows, column_names=RAW_COLUMNS)
+    columns = ", ".join(RAW_COLUMNS)
+    stored = client.query(f"SELECT {columns} FROM measurements ORDER BY id").result_rows
+    reference = client.query(f"SELECT {columns} FROM measurements_by_rows ORDER BY id").result_rows
+    assert len(stored) == len(rows) and stored == reference
+    by_id = {row[2]: row for row in rows}
+    for got in stored:
+        sent = by_id[got[2]]
+        assert got[4] == sent[4] and got[6].replace(tzinfo=UTC) == sent[6] and got[7] == sent[7]
 
 
 @pytest.mark.parametrize("name", HOSTILE)

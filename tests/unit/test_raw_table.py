@@ -1,0 +1,102 @@
+"""StoreWriter's raw rows as an Arrow table: every value as the measurements table holds it.
+
+The store side (the table inserted through chdb reads back as the row insert's) is
+tests/integration/test_clickhouse_store.py; these need no engine.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from unittest.mock import MagicMock
+
+import pytest
+
+from services.aggregator import writer as writer_module
+from services.aggregator.processing import RAW_COLUMNS
+from services.aggregator.writer import StoreWriter, raw_table
+
+AT = datetime(2026, 1, 5, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def row(value: Any = Decimal(1), at: datetime = AT, labels: dict[str, str] | None = None) -> list[Any]:
+    return ["acme", "api_calls", "id-1", "", value, "", at, labels or {}, False, "m", 3, 17, 17 * 2**20 + 4]
+
+
+@pytest.mark.parametrize("value,stored", [
+    (Decimal("99999999999999999999999999.999999999999"), Decimal("99999999999999999999999999.999999999999")),
+    (Decimal("-99999999999999999999999999.999999999999"), Decimal("-99999999999999999999999999.999999999999")),
+    (Decimal("0.000000000001"), Decimal("0.000000000001")),
+    (Decimal("-0.000000000001"), Decimal("-0.000000000001")),
+    (Decimal("1." + "0" * 100), Decimal(1)),  # exact, in more than 38 digits: pyarrow itself refuses it
+    (Decimal("1.5000000000000000000"), Decimal("1.5")),
+    (Decimal("1E+25"), Decimal(10**25)),
+    (Decimal("0E-999999999"), Decimal(0)),  # pyarrow itself crashes the process on it
+    (Decimal("-0"), Decimal(0)),
+    (Decimal(7), Decimal(7)),
+    (Decimal("12.5"), Decimal("12.5")),
+    (3, Decimal(3)),  # not a Decimal: read from its text, as the row insert did
+])
+def test_values_are_stored_exactly(value: Any, stored: Decimal) -> None:
+    [got] = raw_table([row(value)]).column("value").to_pylist()
+    assert got == stored and type(got) is Decimal
+
+
+def test_more_than_twelve_decimal_places_truncate_as_the_row_insert_did() -> None:
+    # Never valid (resolution refuses them); pinned so the two inserts stay one behaviour.
+    values = raw_table([row(Decimal("1.0000000000009")), row(Decimal("-1.0000000000009"))]).column("value")
+    assert values.to_pylist() == [Decimal("1.000000000000"), Decimal("-1.000000000000")]
+
+
+@pytest.mark.parametrize("value", [Decimal(10**26), Decimal("NaN"), Decimal("Infinity"), Decimal("1E+999999999")])
+def test_a_value_decimal_38_12_cannot_hold_is_an_error_not_a_wrong_number(value: Decimal) -> None:
+    # InvalidOperation from the quantize, or pyarrow's ArrowInvalid (a ValueError) for a quiet NaN
+    with pytest.raises((InvalidOperation, ValueError)):
+        raw_table([row(value)])
+
+
+@pytest.mark.parametrize("at", [
+    AT, AT.replace(microsecond=0), AT.replace(microsecond=999_999), datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), datetime(2299, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    AT.astimezone(timezone(timedelta(hours=5, minutes=30))),  # the same instant, spelled in another zone
+])
+def test_event_times_are_exact_to_the_microsecond(at: datetime) -> None:
+    [got] = raw_table([row(at=at)]).column("event_time").to_pylist()
+    assert got == at and got.utcoffset() == timedelta(0)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert raw_table([row(at=at)]).column("event_time").cast("int64").to_pylist() == [(at - epoch) // timedelta(
+        microseconds=1)]
+
+
+def test_every_column_keeps_its_values_and_order() -> None:
+    labels = {"zeta": "1", "alpha": "", "ünï 顧客 🚀": "x'); DROP TABLE measurements; --",
+              **{f"k{n}": "v" for n in range(29)}}
+    rows = [row(labels=labels), ["o'brien", "visitors", "id-2", "region=eu", Decimal(0), "v" * 1024, AT, {}, True,
+                                 "measurements", 2**32 - 1, 2**63, 2**64 - 1]]
+    table = raw_table(rows)
+    assert table.column_names == RAW_COLUMNS
+    back = [list(values) for values in zip(*(table.column(name).to_pylist() for name in RAW_COLUMNS), strict=True)]
+    back[0][7] = dict(back[0][7])  # Arrow's map reads back as (key, value) pairs, in order
+    back[1][7] = dict(back[1][7])
+    assert back == rows
+    assert list(back[0][7]) == list(labels)
+
+
+def test_rows_of_another_width_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"raw rows must hold the 13 RAW_COLUMNS, found widths \[12, 13\]"):
+        raw_table([row(), row()[:-1]])
+
+
+def test_a_failed_conversion_is_retried_like_a_failed_insert(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_module.time, "sleep", lambda seconds: None)
+    client = MagicMock()
+    writer = StoreWriter(client, attempts=3)
+    with pytest.raises(InvalidOperation):
+        writer.write_raw([row(Decimal(10**27))])
+    assert client.insert_arrow.call_count == 0
+    client.insert_arrow.side_effect = [RuntimeError("engine busy"), None]
+    writer.write_raw([row()])
+    assert client.insert_arrow.call_count == 2
+    table_name, table = client.insert_arrow.call_args.args
+    assert table_name == "measurements" and table.num_rows == 1
