@@ -60,17 +60,30 @@ def _halves(key: str) -> tuple[int, int]:
     return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
 
 
+def _halves_of(keys: list[str]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """_halves() of many keys, as two arrays."""
+    digests = b"".join([hashlib.md5(key.encode()).digest() for key in keys])
+    halves = np.frombuffer(digests, dtype="<u8").reshape(-1, 2)
+    return halves[:, 0], halves[:, 1]
+
+
 class IdFilter:
-    """A Bloom filter over dedup keys (double hashing of MD5 halves)."""
+    """A Bloom filter over dedup keys (double hashing of MD5 halves).
+
+    The bits live in a bytearray: one key at a time (once per measurement) its item
+    access costs a fraction of a numpy scalar's; a numpy view of the same bytes takes
+    the store's hashes in bulk (add_hashes).
+    """
 
     def __init__(self, size_bytes: int) -> None:
         self.bits = size_bytes * 8
-        self._array = np.zeros(size_bytes, dtype=np.uint8)
+        self._array = bytearray(size_bytes)
         self.added = 0
 
     def _positions(self, key: str) -> list[int]:
         h1, h2 = _halves(key)
-        return [((h1 + i * h2) & _MASK) % self.bits for i in range(HASHES)]
+        bits = self.bits
+        return [((h1 + i * h2) & _MASK) % bits for i in range(HASHES)]
 
     def add(self, key: str) -> None:
         array = self._array
@@ -82,13 +95,29 @@ class IdFilter:
         array = self._array
         return all(array[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
 
+    def add_many(self, keys: list[str]) -> None:
+        """add() for each key, in one pass of array operations."""
+        self.add_hashes(*_halves_of(keys))
+
+    def might_contain_each(self, keys: list[str]) -> list[bool]:
+        """might_contain() of each key, in one pass of array operations."""
+        if not keys:
+            return []
+        h1, h2 = _halves_of(keys)
+        array = np.frombuffer(self._array, dtype=np.uint8)
+        found = np.ones(len(keys), dtype=bool)
+        for i in range(HASHES):
+            positions = (h1 + np.uint64(i) * h2) % np.uint64(self.bits)  # uint64 wraps like _MASK
+            found &= ((array[(positions >> np.uint64(3)).astype(np.int64)] >> (positions & np.uint64(7))) & 1) == 1
+        return [bool(hit) for hit in found]
+
     def add_hashes(self, h1: np.ndarray[Any, Any], h2: np.ndarray[Any, Any]) -> None:
         """Add many keys at once from their hash halves (as the store computes them)."""
         h1 = h1.astype(np.uint64)
         h2 = h2.astype(np.uint64)
         for i in range(HASHES):
             positions = (h1 + np.uint64(i) * h2) % np.uint64(self.bits)  # uint64 wraps like _MASK
-            np.bitwise_or.at(self._array, (positions >> np.uint64(3)).astype(np.int64),
+            np.bitwise_or.at(np.frombuffer(self._array, dtype=np.uint8), (positions >> np.uint64(3)).astype(np.int64),
                              (np.uint8(1) << (positions & np.uint64(7)).astype(np.uint8)))
         self.added += len(h1)
 
@@ -106,6 +135,9 @@ class StoreDedup:
     filters: dict[int, IdFilter] = field(default_factory=dict)
     recent: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (position, partition)
     answers: dict[str, int] = field(default_factory=dict)  # this batch's store lookups
+    # partition -> ids remembered in this batch, added to its filter at the batch's end in
+    # one pass (the filter is only asked in prepare(), before the next batch).
+    _unfiltered: dict[int, list[str]] = field(default_factory=dict)
 
     def first(self, key: str, partition: int) -> int | None:
         """The first carrier's position, or None for an id new in the window (`partition`
@@ -118,26 +150,34 @@ class StoreDedup:
     def suspects(self, keys: set[str], partition_of_key: Callable[[str], int]) -> list[str]:
         """Keys only the store can answer: not recent, and maybe seen by their filter."""
         found = []
+        asked: dict[int, list[str]] = {}
         for key in keys:
             if key in self.recent:
                 continue
-            partition_filter = self.filters.get(partition_of_key(key))
-            if partition_filter is None or partition_filter.might_contain(key):
+            partition = partition_of_key(key)
+            if partition in self.filters:
+                asked.setdefault(partition, []).append(key)
+            else:
                 found.append(key)
+        for partition, candidates in asked.items():
+            hits = self.filters[partition].might_contain_each(candidates)
+            found.extend(key for key, hit in zip(candidates, hits, strict=True) if hit)
         return found
 
     def remember(self, key: str, position: int, partition: int, at: datetime | None = None) -> None:
         # Not trimmed here: an id first carried earlier in this batch has no row in the
         # store yet, so `recent` must keep every id of the batch until it is stored.
         self.recent[key] = (position, partition)
-        partition_filter = self.filters.get(partition)
-        if partition_filter is not None:
-            partition_filter.add(key)
+        if partition in self.filters:
+            self._unfiltered.setdefault(partition, []).append(key)
 
     def end_batch(self) -> None:
         """After a batch: forget its store answers, and the oldest ids beyond capacity
         (their rows are in the store by the time the next batch is judged)."""
         self.answers.clear()
+        for partition, keys in self._unfiltered.items():
+            self.filters[partition].add_many(keys)
+        self._unfiltered.clear()
         excess = len(self.recent) - self.recent_capacity
         if excess > 0:
             for key in list(itertools.islice(self.recent, excess)):
@@ -149,6 +189,7 @@ class StoreDedup:
     def forget(self, partitions: set[int]) -> None:
         for partition in partitions:
             self.filters.pop(partition, None)
+            self._unfiltered.pop(partition, None)
         self.recent = {k: v for k, v in self.recent.items() if v[1] not in partitions}
 
 

@@ -37,6 +37,29 @@ def test_keys_added_from_their_hashes_set_the_same_bits_as_keys_added_one_by_one
     assert at_once.added == one_by_one.added == 500
 
 
+def test_keys_in_bulk_set_and_find_the_same_bits_as_one_by_one() -> None:
+    # The batch paths StoreDedup takes (suspects() and end_batch()) against the single-key ones.
+    keys = [f"c\x1fm\x1f{i}\u00e9" for i in range(700)]
+    one_by_one, in_bulk = IdFilter(1024), IdFilter(1024)
+    for key in keys[:300]:
+        one_by_one.add(key)
+    in_bulk.add_many(keys[:300])
+    assert bytes(one_by_one._array) == bytes(in_bulk._array) and in_bulk.added == 300
+    assert in_bulk.might_contain_each(keys) == [one_by_one.might_contain(key) for key in keys]
+    assert all(in_bulk.might_contain_each(keys[:300])) and in_bulk.might_contain_each([]) == []
+
+
+def test_ids_of_a_batch_reach_the_filter_at_its_end() -> None:
+    dedup = StoreDedup(filter_bytes=1024, recent_capacity=0)
+    dedup.load(0, IdFilter(1024))
+    dedup.remember("c\x1fm\x1fa", 7, 0)
+    dedup.remember("c\x1fm\x1fb", 8, 1)  # a partition without a filter: nothing to add
+    dedup.end_batch()
+    assert dedup.recent == {} and dedup.filters[0].might_contain("c\x1fm\x1fa")
+    # Gone from `recent`, still maybe-seen by the filter: a suspect for the store to answer.
+    assert dedup.suspects({"c\x1fm\x1fa", "c\x1fm\x1fnew"}, lambda key: 0) == ["c\x1fm\x1fa"]
+
+
 def test_a_filter_says_when_it_is_full() -> None:
     ids = IdFilter(100)  # 800 bits
     for i in range(40):
