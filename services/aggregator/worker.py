@@ -39,6 +39,7 @@ from services.aggregator.writer import StoreWriter
 from services.infra import topics
 from services.infra.catalog_view import CatalogView
 from services.infra.clickhouse_store import apply_migrations, connect
+from services.infra.heap import release_free_memory
 from services.infra.partitioning import customer_partition
 from services.settings import Settings
 from shared.resolution import Limits, SubscriptionIndex
@@ -131,6 +132,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     @app.task  # type: ignore[untyped-decorator]
     async def start_side_services() -> None:
         view.start()
+        release_free_memory()  # what reading the whole catalog topic allocated and freed
         invoices.start()
 
     @app.agent(d.measurements)
@@ -168,6 +170,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                 if time.monotonic() - housekept[0] >= settings.event_time.housekeeping_seconds:
                     await ticker.housekeep(mine)
                     await loader.refresh_full_filters(mine)
+                    release_free_memory()
                     housekept[0] = time.monotonic()
                 await ticker.observe_lag(app.consumer, measurements_topic, handler.processed, mine, now)
         except Exception:  # noqa: BLE001 - any failure stops the worker unacked; fatal() logs it
