@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
 from shared import timeline as timelines
 from shared.catalog import Catalog
-from shared.folding import PeriodState, SeriesState
+from shared.folding import PeriodState, SeriesState, from_units
 from shared.models import Meter
 from shared.models.json_types import format_utc
 from shared.periods import Period, period_at_index, period_index_at
-from shared.rating import PRECISION
 from shared.series_keys import TRIAL_SUFFIX, parse_series_table_key
 
 Totals = dict[str, dict[str, Decimal]]  # meter -> series -> quantity
@@ -132,16 +131,14 @@ def combine(meter: Meter, states: list[PeriodState]) -> Decimal:
         for state in states:
             uniques.update(state.uniques or ())
         return Decimal(len(uniques))
-    values = [s.value for s in states if s.events > 0]
-    if not values:
+    units = [s.units for s in states if s.events > 0]
+    if not units:
         return Decimal(0)
     if meter.aggregation == "MAX":
-        return max(values)
+        return from_units(max(units))
     if meter.aggregation == "MIN":
-        return min(values)
-    with localcontext() as context:
-        context.prec = PRECISION
-        return sum(values, Decimal(0))
+        return from_units(min(units))
+    return from_units(sum(units))
 
 
 def timeline_periods(

@@ -11,7 +11,7 @@ import pytest
 from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.infra.partitioning import customer_partition
 from shared.catalog import Catalog, parse_catalog
-from shared.folding import PeriodState
+from shared.folding import PeriodState, to_units
 from shared.series_keys import series_table_key
 from tests.support.instants import utc
 
@@ -94,7 +94,7 @@ class Harness:
 
     def usage(self, start: datetime, end: datetime, value: int) -> None:
         key = series_table_key("acme", "api_calls", "", start)
-        self.series[key] = PeriodState(end, Decimal(value), 1, 0)
+        self.series[key] = PeriodState(end, to_units(Decimal(value)), 1, 0)
         self.index.add(key)
 
     def tick_at(self, watermark: datetime) -> list[tuple[str, int, datetime, datetime, dict[str, Any]]]:
@@ -177,7 +177,7 @@ def test_a_label_value_containing_the_key_separator_does_not_break_a_close() -> 
     # crash the close (a crash here would repeat on every restart).
     h = Harness()
     hostile = series_table_key("acme", "api_calls", "zone=a\x1fb", utc(2026, 1, 1))
-    h.series[hostile] = PeriodState(utc(2026, 2, 1), Decimal(2), 1, 0)
+    h.series[hostile] = PeriodState(utc(2026, 2, 1), to_units(Decimal(2)), 1, 0)
     h.index.add(hostile)
     assert h.tick_at(utc(2026, 2, 2)) == [
         ("closed", 0, utc(2026, 1, 1), utc(2026, 2, 1), {"api_calls": {"zone=a\x1fb": Decimal(2)}})

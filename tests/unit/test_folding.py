@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.folding import PeriodState, fold, series_state_from_json
+from shared.folding import PeriodState, fold, from_units, series_state_from_json, to_units
 from shared.models import Meter
 from shared.timeline import Timeline, insert
 
@@ -122,7 +122,7 @@ def test_distinct_values_are_not_part_of_the_state_record() -> None:
 def test_a_state_written_before_states_were_typed_still_reads() -> None:
     legacy = {"value": "2.5", "events": 2, "applied": 7, "end": "2026-02-01T00:00:00Z"}
     state = series_state_from_json("c\x1fm\x1f\x1f2026-01-01T00:00:00Z", legacy)
-    assert state == PeriodState(END, D("2.5"), 2, 7)
+    assert state == PeriodState(END, to_units(D("2.5")), 2, 7)
     timeline = series_state_from_json("c\x1fm\x1f\x1f*", {
         "points": [["2026-01-01T00:00:00.5Z", "3", False]], "base": ["2025-12-31T00:00:00Z", "1"], "applied": 4})
     assert isinstance(timeline, Timeline)
@@ -152,3 +152,13 @@ def test_sum_keeps_all_38_digits_of_the_store() -> None:
     big = D("12345678901234567890123456")
     state = folded(meter("SUM"), [big, D("0.123456789012"), D("0.000000000001")])
     assert quantity(state) == D("12345678901234567890123456.123456789013")
+
+
+@pytest.mark.parametrize("text", ["0", "-0.000000000001", "99999999999999999999999999.999999999999", "1E+25", "12.5"])
+def test_units_hold_every_value_the_store_can_exactly(text: str) -> None:
+    assert from_units(to_units(D(text))) == D(text)
+
+
+def test_a_value_with_more_places_than_the_store_is_refused_not_rounded() -> None:
+    with pytest.raises(ValueError, match="more than 12 decimal places"):
+        to_units(D("0.0000000000001"))

@@ -13,7 +13,8 @@ import pytest
 from services.aggregator.dedup import IdFilter, StoreDedup
 from services.aggregator.processing import Processor, Record, position
 from shared.catalog import Catalog, parse_catalog
-from shared.folding import PeriodState
+from shared.folding import PeriodState, to_units
+from shared.money import decimal_text
 from shared.resolution import Limits
 from shared.series_keys import SEP, dedup_key, parse_series_table_key, series_table_key
 
@@ -72,8 +73,8 @@ def test_valid_records_fold_into_the_period_series() -> None:
         [record(0, usage("a", 2)), record(1, usage("b", 3)), record(2, usage("c", 5, "2026-02-20T00:00:00Z"))]
     )
     assert (result.folded, result.duplicates, result.dead_letters) == (3, 0, [])
-    assert p.series[MARCH] == PeriodState(datetime(2026, 4, 1, tzinfo=UTC), Decimal(5), 2, position(1))
-    assert p.series[FEBRUARY] == PeriodState(datetime(2026, 3, 1, tzinfo=UTC), Decimal(5), 1, position(2))
+    assert p.series[MARCH] == PeriodState(datetime(2026, 4, 1, tzinfo=UTC), to_units(Decimal(5)), 2, position(1))
+    assert p.series[FEBRUARY] == PeriodState(datetime(2026, 3, 1, tzinfo=UTC), to_units(Decimal(5)), 1, position(2))
     assert result.dirty_series == {MARCH, FEBRUARY}
     assert p.dedup.recent == {dedup_key("acme", "api_calls", "a"): (position(0), 0),
                               dedup_key("acme", "api_calls", "b"): (position(1), 0),
@@ -143,7 +144,7 @@ def test_a_crash_between_the_dedup_table_and_the_series_table() -> None:
 
 def value_of(state: Any) -> str:
     """A series' quantity as the state log writes it."""
-    return str(state.to_json()[0])
+    return decimal_text(state.value)
 
 
 def reasons(result: Any) -> list[str]:

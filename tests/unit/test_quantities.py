@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from shared.folding import PeriodState
+from shared.folding import PeriodState, to_units
 from shared.models import Meter
 from shared.quantities import period_totals
 from shared.series_keys import series_table_key
@@ -17,7 +17,7 @@ MAR = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _period_state(value: str, events: int, uniques: list[str] | None = None) -> PeriodState:
-    return PeriodState(MAR, Decimal(value), events, 1, None if uniques is None else dict.fromkeys(uniques))
+    return PeriodState(MAR, to_units(Decimal(value)), events, 1, None if uniques is None else dict.fromkeys(uniques))
 
 
 def test_periodic_reporting_takes_only_the_period_and_total_reporting_accumulates() -> None:

@@ -13,7 +13,7 @@ import pytest
 from services.aggregator import state_log
 from services.aggregator.state_log import RECORD_BYTES, StateLog, micros, pack_id
 from services.infra.partitioning import partition_key
-from shared.folding import PeriodState, fold
+from shared.folding import PeriodState, fold, to_units
 from shared.models import Meter
 from shared.timeline import Point, Timeline
 
@@ -22,7 +22,7 @@ MARCH, APRIL = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC
 
 
 def period_state(value: int | str, events: int, applied: int, uniques: dict[str, None] | None = None) -> PeriodState:
-    return PeriodState(APRIL, Decimal(value), events, applied, uniques)
+    return PeriodState(APRIL, to_units(Decimal(value)), events, applied, uniques)
 MARCH_2 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
