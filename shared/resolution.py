@@ -6,6 +6,7 @@ that reaches Kafka by any path is judged identically. Errors name the field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -288,7 +289,9 @@ def typed_value(raw: Decimal | str, meter: Meter) -> tuple[Decimal | str | None,
     if meter.data_type == "STRING":
         # A JSON number on a STRING meter counts by its value: 7 and 7.0 are one value.
         return (raw if isinstance(raw, str) else decimal_text(raw)), []
+    within_bounds = False
     if isinstance(raw, str):
+        within_bounds = _PLAIN_NUMBER.fullmatch(raw) is not None
         try:
             number = Decimal(raw)
         except InvalidOperation:
@@ -299,7 +302,7 @@ def typed_value(raw: Decimal | str, meter: Meter) -> tuple[Decimal | str | None,
         number = raw
     if number.is_zero():
         number = Decimal(0)  # 0E-999999999 is 0, but format() would spell out its zeros
-    magnitude = magnitude_problems(number)
+    magnitude = [] if within_bounds else magnitude_problems(number)
     if magnitude:
         return None, magnitude
     if meter.data_type == "INT" and number != number.to_integral_value():
@@ -310,6 +313,12 @@ def typed_value(raw: Decimal | str, meter: Meter) -> tuple[Decimal | str | None,
         # values are identities, not amounts, so -1 is as good a value as 1 there.
         return None, [("value", f"must not be negative for COUNTER meter {meter.name!r}")]
     return number, []
+
+
+# Decimal text that is within magnitude_problems' bounds by its shape alone (at most
+# MAX_INTEGER_DIGITS digits before the point, MAX_FRACTION_DIGITS after it, no exponent):
+# the usual spelling of a value sent as text, spared the digit-by-digit reading.
+_PLAIN_NUMBER = re.compile(rf"-?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{MAX_FRACTION_DIGITS}}})?")
 
 
 def magnitude_problems(number: Decimal) -> list[Problem]:

@@ -39,7 +39,7 @@ from services.aggregator.writer import StoreWriter
 from services.infra import topics
 from services.infra.catalog_view import CatalogView
 from services.infra.clickhouse_store import apply_migrations, connect
-from services.infra.heap import release_free_memory
+from services.infra.heap import limit_arenas, release_free_memory
 from services.infra.partitioning import customer_partition
 from services.settings import Settings
 from shared.resolution import Limits, SubscriptionIndex
@@ -68,6 +68,7 @@ def fatal(message: str) -> None:
 # about 3 ms with a large heap and far less when there is little to give back, and
 # between trims the freed memory of every batch in between adds to the peak RSS.
 TRIM_SECONDS = 5.0
+MALLOC_ARENAS = 2  # services/infra/heap.py: one per thread held more memory than it used
 
 
 def build(settings: Settings, bootstrap: str) -> Declarations:
@@ -248,6 +249,7 @@ GC_THRESHOLDS = (50_000, 50, 100)
 
 def run(settings: Settings, bootstrap: str) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
+    limit_arenas(MALLOC_ARENAS)
     declarations = build(settings, bootstrap)
     # METERING_FAUST_LOG_LEVEL=INFO shows Faust's own rebalance and recovery steps.
     level = os.environ.get("METERING_FAUST_LOG_LEVEL", "WARNING")

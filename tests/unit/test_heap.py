@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,12 @@ def test_freed_heap_is_given_back() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.strip()) > 100, "about 180 MB were freed; most of it must leave the process"
+
+
+def test_arenas_are_limited_unless_the_environment_says_otherwise() -> None:
+    program = "from services.infra.heap import limit_arenas; print(limit_arenas(2))"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    for extra, expected in (({}, "True"), ({"MALLOC_ARENA_MAX": "4"}, "False")):
+        done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env | extra, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.stdout.strip() == expected, done.stderr[-2000:]
