@@ -62,18 +62,19 @@ def position(offset: int, index: int | None = None) -> int:
 
 
 class CheckedFact(NamedTuple):
-    """A `Fact` of a measurement the fast path checked: `measurement` is its Checked
-    fields (id, labels, reset_total are all the fold reads of it)."""
+    """A `Fact` as a tuple (the fold unpacks it once per measurement). For a measurement
+    the fast path checked, `measurement` is its Checked fields (id, labels, reset_total
+    are all the fold reads of it)."""
 
     customer_name: str
     meter: Meter
     series: str
     value: Decimal | str
     time: datetime
-    measurement: Checked
+    measurement: Checked | Measurement
 
 
-AnyFact = Fact | CheckedFact
+AnyFact = CheckedFact
 
 
 class Terms(NamedTuple):
@@ -87,6 +88,7 @@ class Terms(NamedTuple):
     start_text: str
 
 
+_ZERO = Decimal(0)
 _INTEGER_BOUND = 10**MAX_INTEGER_DIGITS  # a non-negative int below it is its own Decimal on any numeric meter
 
 
@@ -330,66 +332,64 @@ class Processor:
         return facts
 
     def _apply(self, record: Record, pos: int, fact: AnyFact, result: BatchResult) -> None:
+        customer, meter, series, value, at, measurement = fact  # once: this runs per measurement
         catalog = self.catalog()
-        subscription = self._covering(catalog, fact.customer_name, fact.time)
+        subscription = self._covering(catalog, customer, at)
         assert subscription is not None  # resolve() refuses a fact no subscription covers
         plan = catalog.price_plans[subscription.price_plan_name]
-        terms = self._terms(subscription, plan, fact.time)
-        period, period_start_text = terms.period, terms.start_text
-        meter = fact.meter
-        seen_key = dedup_key(fact.customer_name, meter.name, fact.measurement.id)
+        terms = self._terms(subscription, plan, at)
+        period = terms.period
+        seen_key = dedup_key(customer, meter.name, measurement.id)
         first = self.dedup.first(seen_key, record.partition)
         if first is not None and first != pos:
             result.duplicates += 1
             return
-        closed = self.closed_through(fact.customer_name, terms.subscription_key)
+        closed = self.closed_through(customer, terms.subscription_key)
+        number = value if isinstance(value, Decimal) else _ZERO  # a STRING meter's value is text
         # Changed in place: insert() and fold() raise, if at all, before they change anything.
         changed: SeriesState | None
         if is_order_dependent(meter):
-            key = series_table_key(fact.customer_name, meter.name, fact.series, None)
+            key = series_table_key(customer, meter.name, series, None)
             changed = self.series.get(key)
             if not isinstance(changed, Timeline):
                 changed = Timeline()
-            value = fact.value if isinstance(fact.value, Decimal) else Decimal(0)
-            applied = insert(changed, fact.time, value, fact.measurement.reset_total, pos)
+            applied = insert(changed, at, number, measurement.reset_total, pos)
             # A point changes its own period and, through the carried level or the
             # next increment, the later ones too.
             late = range(period.index, closed)
         else:
-            key = SEP.join([fact.customer_name, meter.name, fact.series, period_start_text])  # series_table_key
+            key = SEP.join([customer, meter.name, series, terms.start_text])  # series_table_key
             ends = terms.trial_end
-            if ends is not None and fact.time < ends:
+            if ends is not None and at < ends:
                 key += TRIAL_SUFFIX
             changed = self.series.get(key)
             if not isinstance(changed, PeriodState):
                 changed = PeriodState(period.end)
-            applied = fold(changed, meter, fact.value, pos)
+            applied = fold(changed, meter, value, pos)
             late = range(period.index, min(period.index + 1, closed))
         # Written only now: an item that raised above left no trace in the state.
         if first is None:
-            self.dedup.remember(seen_key, pos, record.partition, fact.time)
+            self.dedup.remember(seen_key, pos, record.partition, at)
         if applied:
             self.series[key] = changed
             result.folded += 1
             for index in late:
-                result.late_periods.add((fact.customer_name, terms.subscription_key, index))
+                result.late_periods.add((customer, terms.subscription_key, index))
         result.dirty_series.add(key)
-        value = fact.value if isinstance(fact.value, Decimal) else Decimal(0)
-        result.raw_rows.append(
-            [
-                fact.customer_name, meter.name, fact.measurement.id, fact.series, value,
-                fact.value if isinstance(fact.value, str) else "", fact.time,
-                dict(fact.measurement.labels), fact.measurement.reset_total,
-                record.topic, record.partition, record.offset, pos,
-            ]
-        )
-        current = result.max_event_time.get(record.partition)
-        if current is None or fact.time > current:
-            result.max_event_time[record.partition] = fact.time
+        partition = record.partition
+        result.raw_rows.append([
+            customer, meter.name, measurement.id, series, number, "" if value is number else value, at,
+            dict(measurement.labels), measurement.reset_total, record.topic, partition, record.offset, pos,
+        ])
+        latest = result.max_event_time
+        if partition not in latest or at > latest[partition]:
+            latest[partition] = at
 
 
 def _widened(facts: list[Fact] | str) -> list[AnyFact] | str:
-    return facts if isinstance(facts, str) else list(facts)
+    if isinstance(facts, str):
+        return facts
+    return [CheckedFact(f.customer_name, f.meter, f.series, f.value, f.time, f.measurement) for f in facts]
 
 
 def _as_measurement(checked: Checked | None) -> Measurement:
