@@ -5,8 +5,8 @@
   validation, judging against the catalog, record serialisation), for batches of
   1,000 like the bench's;
 - the aggregator's CPU per measurement in `Processor.process` (parse, judge, fold,
-  with plain dicts standing in for the Faust tables, so no changelog cost);
-- the aggregator's memory per series of its own structures (tracemalloc), and the
+  with plain dicts for the state, so no state-log cost);
+- the aggregator's memory per series with its id (the state log's dicts, tracemalloc), and the
   memory of a catalog of 100,000 customers and subscriptions.
 The full bench (`python -m bench`) measures the same paths end to end; this splits them.
 """
@@ -17,13 +17,15 @@ import gc
 import json
 import time
 import tracemalloc
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.catalog import METERS, PLAN, PLAN_NAME, customer_name
 from services.aggregator.closing import SeriesIndex
-from services.aggregator.dedup import StoreDedup
+from services.aggregator.dedup import Dedup, LogDedup, StoreDedup
 from services.aggregator.processing import Processor, Record
+from services.aggregator.state_log import StateLog
 from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
 from shared.catalog import Catalog
@@ -94,7 +96,7 @@ def records(customers: range, at: str, first_offset: int) -> list[Record]:
     return out
 
 
-def processor(catalog: Catalog, series: dict[str, Any], seen: StoreDedup) -> Processor:
+def processor(catalog: Catalog, series: MutableMapping[str, Any], seen: Dedup) -> Processor:
     return Processor(
         catalog=lambda: catalog, refresh_catalog=lambda: None, limits=LIMITS, series=series, dedup=seen,
         closed_through=lambda customer, key: 0, subscription_at=SubscriptionIndex(lambda: catalog, lambda: 0),
@@ -116,10 +118,12 @@ def aggregator_cpu(catalog: Catalog, customers: int) -> float:
 
 
 def aggregator_memory(catalog: Catalog, customers: int) -> tuple[float, list[str]]:
-    series: dict[str, Any] = {}
-    seen: dict[str, Any] = {}
+    # The embedded engine's default (METERING_DEDUP_IDS=auto): every id in the state log's
+    # memory, so the figure is per series with its id.
+    state = StateLog(partitions=1, partition_of=lambda customer: 0)
+    series = state.series
     index = SeriesIndex()
-    process = processor(catalog, series, seen).process
+    process = processor(catalog, series, LogDedup(state)).process
     at = event_time()
     gc.collect()
     tracemalloc.start()
