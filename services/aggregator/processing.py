@@ -61,7 +61,7 @@ def position(offset: int, index: int | None = None) -> int:
     return offset * ITEMS_PER_RECORD + (index or 0)
 
 
-class CheckedFact(NamedTuple):
+class FoldFact(NamedTuple):
     """A `Fact` as a tuple (the fold unpacks it once per measurement). For a measurement
     the fast path checked, `measurement` is its Checked fields (id, labels, reset_total
     are all the fold reads of it)."""
@@ -73,8 +73,6 @@ class CheckedFact(NamedTuple):
     time: datetime
     measurement: Checked | Measurement
 
-
-AnyFact = CheckedFact
 
 
 class Terms(NamedTuple):
@@ -155,7 +153,7 @@ class Processor:
     _refreshed: bool = field(default=False, init=False, repr=False, compare=False)
     # What prepare() decoded and judged, for process() to use instead of doing it twice.
     _decoded: dict[tuple[int, int], list[Item] | str] = field(default_factory=dict, init=False, repr=False)
-    _judged: dict[tuple[int, int, int | None], list[AnyFact] | str] = field(
+    _judged: dict[tuple[int, int, int | None], list[FoldFact] | str] = field(
         default_factory=dict, init=False, repr=False)
     _indexes: CatalogIndexes = field(init=False, repr=False, compare=False)
 
@@ -282,17 +280,17 @@ class Processor:
             return catalog.subscription_at(customer, at)
         return self.subscription_at(customer, at)
 
-    def _item_facts(self, item: Item, received_at: datetime) -> list[AnyFact] | str:
+    def _item_facts(self, item: Item, received_at: datetime) -> list[FoldFact] | str:
         if item.checked is not None:
             facts = self._checked_facts(item.checked, received_at)
             if facts is not None:
                 return facts
             # Refused, or not surely accepted: the model and resolve() decide, and word why.
-            return _widened(self._facts(_as_measurement(item.checked), received_at))
+            return _as_fold_facts(self._facts(_as_measurement(item.checked), received_at))
         assert item.measurement is not None  # an item without a problem holds one or the other
-        return _widened(self._facts(item.measurement, received_at))
+        return _as_fold_facts(self._facts(item.measurement, received_at))
 
-    def _checked_facts(self, m: Checked, received_at: datetime) -> list[AnyFact] | None:
+    def _checked_facts(self, m: Checked, received_at: datetime) -> list[FoldFact] | None:
         """resolve()'s facts for a checked measurement it surely accepts, else None
         (shared.resolution.CatalogIndex.accepted holds the rules)."""
         at = m.time or received_at
@@ -304,7 +302,7 @@ class Processor:
         if accepted is None:
             return None
         customer, meters = accepted
-        facts: list[AnyFact] = []
+        facts: list[FoldFact] = []
         raw = m.value
         for meter in meters:
             value: Decimal | str | None
@@ -315,7 +313,7 @@ class Processor:
             else:
                 value = typed_value(raw, meter)[0]
             assert value is not None  # accepted() refuses what typed_value refuses
-            facts.append(CheckedFact(customer, meter, series_key(meter, m.labels), value, at, m))
+            facts.append(FoldFact(customer, meter, series_key(meter, m.labels), value, at, m))
         return facts
 
     def _facts(self, measurement: Measurement, received_at: datetime) -> list[Fact] | str:
@@ -331,7 +329,7 @@ class Processor:
             return "; ".join(f"{f}: {r}" for f, r in problems)
         return facts
 
-    def _apply(self, record: Record, pos: int, fact: AnyFact, result: BatchResult) -> None:
+    def _apply(self, record: Record, pos: int, fact: FoldFact, result: BatchResult) -> None:
         customer, meter, series, value, at, measurement = fact  # once: this runs per measurement
         catalog = self.catalog()
         subscription = self._covering(catalog, customer, at)
@@ -347,7 +345,7 @@ class Processor:
         closed = self.closed_through(customer, terms.subscription_key)
         number = value if isinstance(value, Decimal) else _ZERO  # a STRING meter's value is text
         # Changed in place: insert() and fold() raise, if at all, before they change anything.
-        changed: SeriesState | None
+        changed: SeriesState | None  # what the series holds, if anything, until replaced below
         if is_order_dependent(meter):
             key = series_table_key(customer, meter.name, series, None)
             changed = self.series.get(key)
@@ -386,10 +384,10 @@ class Processor:
             latest[partition] = at
 
 
-def _widened(facts: list[Fact] | str) -> list[AnyFact] | str:
+def _as_fold_facts(facts: list[Fact] | str) -> list[FoldFact] | str:
     if isinstance(facts, str):
         return facts
-    return [CheckedFact(f.customer_name, f.meter, f.series, f.value, f.time, f.measurement) for f in facts]
+    return [FoldFact(f.customer_name, f.meter, f.series, f.value, f.time, f.measurement) for f in facts]
 
 
 def _as_measurement(checked: Checked | None) -> Measurement:
