@@ -46,12 +46,14 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS (now) and VmHWM (peak resident set) of a process, in KiB."""
+    """VmRSS (now) and VmHWM (peak resident set) of a process, in KiB, with the resident
+    set split into RssAnon (the heap) and RssFile (mapped files, such as the embedded
+    engine's library, whose pages depend on what else the machine has read)."""
     out: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
+            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[name] = int(value.split()[0])
     except OSError:
         pass

@@ -361,6 +361,8 @@ class Bench:
             "customers": len(names), "meters": len(METERS), "series": count,
             "peak_rss_mib": memory.get("VmHWM", 0) / 1024, "rss_mib": memory.get("VmRSS", 0) / 1024,
             "rss_before_mib": before.get("VmRSS", 0) / 1024, "drained": drained is not None,
+            "rss_anon_before_mib": before.get("RssAnon", 0) / 1024, "rss_file_before_mib": before.get("RssFile", 0) / 1024,
+            "rss_anon_mib": memory.get("RssAnon", 0) / 1024, "rss_file_mib": memory.get("RssFile", 0) / 1024,
             "not_folded_at_timeout": remaining, "aggregator_pid": aggregator,
             "seconds_to_fold": end - began, "events_per_s_kafka_to_store": (count - remaining) / (end - began),
             "sampled_customers_complete": f"{complete}/{len(sample)}", "server_cpu_cores": cores,
