@@ -65,6 +65,10 @@ class KafkaSettings(BaseModel):
     consumer_group_prefix: str = Field(default="metering", alias="METERING_CONSUMER_GROUP_PREFIX")
     # Consumer-group liveness; tests shorten it so rebalances are quick.
     session_timeout_seconds: float = Field(default=30.0, gt=0, alias="METERING_SESSION_TIMEOUT_SECONDS")
+    # A worker told to stop exits after this long even if its Kafka client has not let go
+    # (services/infra/stop_deadline.py); below a pod's termination grace (30 s by default,
+    # 60 in deploy/k8s/aggregator.yaml), so the worker's own last log lines are written.
+    stop_grace_seconds: float = Field(default=25.0, gt=0, alias="METERING_STOP_GRACE_SECONDS")
 
     _unset_when_empty = field_validator("bootstrap_servers", mode="before")(_empty_is_unset)
 

@@ -41,6 +41,7 @@ from services.infra.catalog_view import CatalogView
 from services.infra.clickhouse_store import apply_migrations, connect
 from services.infra.heap import limit_arenas, release_free_memory
 from services.infra.partitioning import customer_partition
+from services.infra.stop_deadline import StopDeadline
 from services.settings import Settings
 from shared.resolution import Limits, SubscriptionIndex
 
@@ -247,12 +248,26 @@ def _record(message: Any) -> Record:
 GC_THRESHOLDS = (50_000, 50, 100)
 
 
+class BoundedStopWorker(faust.Worker):
+    """A Faust worker whose stop, whatever started it (a signal, a crash), ends the process
+    within `deadline.seconds` even if the Kafka client hangs (services/infra/stop_deadline.py)."""
+
+    deadline: StopDeadline | None = None
+
+    async def on_stop(self) -> None:
+        # Service.stop() calls this first, before any child (the consumer) is stopped.
+        if self.deadline is not None:
+            self.deadline.arm()
+        await super().on_stop()
+
+
 def run(settings: Settings, bootstrap: str) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     limit_arenas(MALLOC_ARENAS)
     declarations = build(settings, bootstrap)
     # METERING_FAUST_LOG_LEVEL=INFO shows Faust's own rebalance and recovery steps.
     level = os.environ.get("METERING_FAUST_LOG_LEVEL", "WARNING")
-    worker = faust.Worker(declarations.app, loglevel=level, quiet=True, override_logging=False)
+    worker = BoundedStopWorker(declarations.app, loglevel=level, quiet=True, override_logging=False)
+    worker.deadline = StopDeadline(settings.kafka.stop_grace_seconds)
     sys.argv = sys.argv[:1]
     worker.execute_from_commandline()
