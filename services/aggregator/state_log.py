@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from services.infra.partitioning import PARTITION_PREFIX, SEPARATOR
 from shared.folding import PeriodState, SeriesState, series_state_from_json
 
@@ -417,29 +419,42 @@ class StateLog:
 
 
 # Ops are encoded in runs of about this many bytes, one encoder call a run: a call per op
-# costs ~1.5 µs more than its share of a longer one, and one call for all the ops of a
-# flush makes a text that must be encoded again, in parts, when it passes RECORD_BYTES.
-# A record fills up to within about a run of RECORD_BYTES.
+# costs more than its share of a longer one, and one call for all the ops of a flush makes
+# a text that must be encoded again, in parts, when it passes RECORD_BYTES. A record fills
+# up to within about a run of RECORD_BYTES.
 RUN_BYTES = 32 * 1024
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # ensure_ascii: a character is a byte
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _dumps(value: Any) -> bytes:
+    """Compact JSON bytes. orjson encodes the ops about ten times faster than the standard
+    encoder (which took 5 % of the fold's CPU); what orjson refuses, the standard encoder
+    writes: an int past 64 bits (a quantity's 10^-12 units pass that at about 18 million)
+    and a string with a lone surrogate. Readers use json.loads, which reads both alike."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        if type(value) is list and len(value) > 1:
+            return b"[" + b",".join(map(_dumps, value)) + b"]"  # only the ops it refuses go slowly
+        return _ENCODER.encode(value).encode()
 
 
 def _encode_chunks(ops: Iterable[list[Any]]) -> Iterator[bytes]:
     """The ops as JSON lists of at most RECORD_BYTES each, in order (an op larger than
     that alone in a record of its own)."""
-    record: list[str] = []  # encoded runs of ops, without their brackets
+    record: list[bytes] = []  # encoded runs of ops, without their brackets
     size = 2  # the record's brackets
     for run in _encoded_runs(ops):
         if record and size + 1 + len(run) > RECORD_BYTES:
-            yield f"[{','.join(record)}]".encode()
+            yield b"[" + b",".join(record) + b"]"
             record, size = [], 2
         size += len(run) + (1 if record else 0)
         record.append(run)
     if record:
-        yield f"[{','.join(record)}]".encode()
+        yield b"[" + b",".join(record) + b"]"
 
 
-def _encoded_runs(ops: Iterable[list[Any]]) -> Iterator[str]:
+def _encoded_runs(ops: Iterable[list[Any]]) -> Iterator[bytes]:
     """Consecutive ops encoded together, without the list's brackets, in runs of about
     RUN_BYTES (sized by the ops before them)."""
     count = 16
@@ -447,16 +462,16 @@ def _encoded_runs(ops: Iterable[list[Any]]) -> Iterator[str]:
     for op in ops:
         run.append(op)
         if len(run) == count:
-            text = _ENCODER.encode(run)
+            text = _dumps(run)
             yield from _unbracketed(text, run)
             count = max(1, min(4096, count * RUN_BYTES // len(text)))
             run = []
     if run:
-        yield from _unbracketed(_ENCODER.encode(run), run)
+        yield from _unbracketed(_dumps(run), run)
 
 
-def _unbracketed(text: str, run: list[list[Any]]) -> list[str]:
+def _unbracketed(text: bytes, run: list[list[Any]]) -> list[bytes]:
     # A run over RECORD_BYTES (ops much larger than the ones before them): an op at a time.
     if len(text) > RECORD_BYTES and len(run) > 1:
-        return [_ENCODER.encode(op) for op in run]
+        return [_dumps(op) for op in run]
     return [text[1:-1]]

@@ -4,10 +4,11 @@ Every write is idempotent (ReplacingMergeTree keyed by identity, versioned by so
 offset), so a retry or a replay changes nothing. A lock serialises the one client:
 the chdb engine is shared by the Faust loop and the invoice-store thread.
 
-Raw rows, one per measurement, go in as an Arrow table: clickhouse-connect's Native
-encoder turns each value into bytes in Python, which held the GIL for about 2.2 µs a
-row (bench/hot_path_parts.py), while pyarrow's converters are C++. The other tables
-get a row per series or partition per batch and keep the plain row insert.
+Raw rows, one per measurement, and total rows, one per series a batch changed, go in
+as Arrow tables: clickhouse-connect's Native encoder turns each value into bytes in
+Python, which held the GIL for about 2.2 µs a row (bench/hot_path_parts.py), while
+pyarrow's converters are C++. Watermarks (a row per partition) and invoices keep the
+plain row insert.
 """
 
 from __future__ import annotations
@@ -47,35 +48,57 @@ _RAW_TYPES = {
     "partition": pa.uint32(), "offset": pa.uint64(), "position": pa.uint64(),
 }
 _RAW_SCHEMA = pa.schema([(name, _RAW_TYPES[name]) for name in RAW_COLUMNS])
+# TOTAL_COLUMNS' types, as deploy/clickhouse/003_period_totals.sql declares them and
+# 006_wide_totals.sql widens the value: a period's sum of the largest accepted values.
+_TOTAL_VALUE = pa.decimal256(76, 12)
+_TOTAL_TYPES = {
+    "customer_name": pa.string(), "meter_name": pa.string(), "series": pa.string(),
+    "period_start": pa.timestamp("us", tz="UTC"), "period_end": pa.timestamp("us", tz="UTC"), "value": _TOTAL_VALUE,
+    "events": pa.uint64(), "version": pa.uint64(),
+}
+_TOTAL_SCHEMA = pa.schema([(name, _TOTAL_TYPES[name]) for name in TOTAL_COLUMNS])
 # Every value as its exact multiple of 10**-12, the row insert's truncation toward zero
 # past that (which no valid value needs). The context's precision is the column's: a
 # valid value has at most 38 significant digits, and one with more is an error here.
 _QUANTUM = Decimal(1).scaleb(-_VALUE.scale)
-_DECIMAL_CONTEXT = Context(prec=_VALUE.precision, rounding=ROUND_DOWN)
+_DECIMAL_CONTEXTS = {kind.precision: Context(prec=kind.precision, rounding=ROUND_DOWN)
+                     for kind in (_VALUE, _TOTAL_VALUE)}
 
 
 def raw_table(rows: list[list[Any]]) -> pa.Table:
     """Raw rows (RAW_COLUMNS, in that order) as an Arrow table of the measurements table's types."""
+    return _arrow_table(rows, "raw rows", RAW_COLUMNS, _RAW_TYPES, _RAW_SCHEMA)
+
+
+def totals_table(rows: list[list[Any]]) -> pa.Table:
+    """Total rows (TOTAL_COLUMNS, in that order) as an Arrow table of period_totals' types."""
+    return _arrow_table(rows, "total rows", TOTAL_COLUMNS, _TOTAL_TYPES, _TOTAL_SCHEMA)
+
+
+def _arrow_table(rows: list[list[Any]], what: str, columns: list[str], types: dict[str, pa.DataType],
+                 schema: pa.Schema) -> pa.Table:
     widths = set(map(len, rows))
-    if widths != {len(RAW_COLUMNS)}:
-        raise ValueError(f"raw rows must hold the {len(RAW_COLUMNS)} RAW_COLUMNS, found widths {sorted(widths)}")
+    if widths != {len(columns)}:
+        raise ValueError(f"{what} must hold the {len(columns)} columns {columns}, found widths {sorted(widths)}")
     arrays = []
-    for index, name in enumerate(RAW_COLUMNS):
+    for index, name in enumerate(columns):
         column = [row[index] for row in rows]  # one comprehension a column: the cheapest transpose measured
-        arrays.append(_decimals(column) if name == "value" else pa.array(column, _RAW_TYPES[name]))
-    return pa.Table.from_arrays(arrays, schema=_RAW_SCHEMA)
+        kind = types[name]
+        arrays.append(_decimals(column, kind) if isinstance(kind, pa.Decimal128Type | pa.Decimal256Type)
+                      else pa.array(column, kind))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _decimals(values: list[Any]) -> pa.Array:
-    """Decimal(38, 12) values, exact.
+def _decimals(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """Decimal(P, 12) values, exact.
 
     Quantized first: pyarrow converts a Decimal through its text, refuses exact values
     spelled with more than 38 digits (1.000...0, which the model accepts) and crashes the
     process on a large exponent (0E-999999999, pyarrow 26). Twelve places it takes as is.
     """
-    quantize = _DECIMAL_CONTEXT.quantize
+    quantize = _DECIMAL_CONTEXTS[kind.precision].quantize
     # Not a Decimal: read from its text, as the row insert did.
-    return pa.array([quantize(v if type(v) is Decimal else Decimal(str(v)), _QUANTUM) for v in values], _VALUE)
+    return pa.array([quantize(v if type(v) is Decimal else Decimal(str(v)), _QUANTUM) for v in values], kind)
 
 
 class StoreWriter:
@@ -122,7 +145,8 @@ class StoreWriter:
 
     def write_totals(self, rows: list[list[Any]]) -> None:
         if rows:
-            self._retrying("period_totals", len(rows), lambda: self._insert("period_totals", rows, TOTAL_COLUMNS))
+            table = "period_totals"
+            self._retrying(table, len(rows), lambda: self._client.insert_arrow(table, totals_table(rows)))
 
     def write_watermarks(self, rows: list[list[Any]]) -> None:
         if rows:

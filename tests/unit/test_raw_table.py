@@ -1,4 +1,4 @@
-"""StoreWriter's raw rows as an Arrow table: every value as the measurements table holds it.
+"""StoreWriter's raw and total rows as Arrow tables: every value as the store's tables hold it.
 
 The store side (the table inserted through chdb reads back as the row insert's) is
 tests/integration/test_clickhouse_store.py; these need no engine.
@@ -15,7 +15,7 @@ import pytest
 
 from services.aggregator import writer as writer_module
 from services.aggregator.processing import RAW_COLUMNS
-from services.aggregator.writer import StoreWriter, raw_table
+from services.aggregator.writer import TOTAL_COLUMNS, StoreWriter, raw_table, totals_table
 
 AT = datetime(2026, 1, 5, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -84,7 +84,7 @@ def test_every_column_keeps_its_values_and_order() -> None:
 
 
 def test_rows_of_another_width_are_refused_by_name() -> None:
-    with pytest.raises(ValueError, match=r"raw rows must hold the 13 RAW_COLUMNS, found widths \[12, 13\]"):
+    with pytest.raises(ValueError, match=r"raw rows must hold the 13 columns \[.*\], found widths \[12, 13\]"):
         raw_table([row(), row()[:-1]])
 
 
@@ -100,3 +100,22 @@ def test_a_failed_conversion_is_retried_like_a_failed_insert(monkeypatch: pytest
     assert client.insert_arrow.call_count == 2
     table_name, table = client.insert_arrow.call_args.args
     assert table_name == "measurements" and table.num_rows == 1
+
+
+def test_total_rows_keep_their_values_to_the_width_of_the_widened_column() -> None:
+    largest_sum = Decimal("99999999999999999999999999.999999999999") * 10**30  # 68 digits (006_wide_totals.sql)
+    end = AT + timedelta(days=31)
+    rows = [
+        ["acme", "api_calls", "", AT, end, largest_sum, 10**15, 2**64 - 1],
+        ["o'brien", "storage_gb", "region=eu", AT, end, Decimal("-0.000000000001"), 0, 0],
+        ["ünï 顧客", "seats", "", AT, end, Decimal("1." + "0" * 100), 1, 5],
+    ]
+    table = totals_table(rows)
+    assert table.column_names == TOTAL_COLUMNS
+    back = [list(values) for values in zip(*(table.column(name).to_pylist() for name in TOTAL_COLUMNS), strict=True)]
+    assert back == [rows[0], rows[1], [*rows[2][:5], Decimal(1), 1, 5]]
+
+
+def test_total_rows_of_another_width_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"total rows must hold the 8 columns"):
+        totals_table([["acme", "api_calls", "", AT, AT, Decimal(1), 1]])

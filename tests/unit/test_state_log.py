@@ -263,6 +263,21 @@ def test_records_fill_up_to_the_limit_and_keep_the_ops_in_order() -> None:
     assert len(records) <= total // (RECORD_BYTES * 3 // 4) + 3, [len(r) for r in records]
 
 
+def test_ops_orjson_refuses_are_encoded_too_and_read_back_exactly() -> None:
+    # orjson refuses ints past 64 bits (a sum of 20 million units of 10^-12 passes them)
+    # and lone surrogates; those ops, and only those, go through the standard encoder.
+    big = 20_000_000 * 10**12
+    ops = [
+        ["s", "acme\x1fbytes\x1f\x1f2026-03-01T00:00:00Z", [big, 7, 9, "2026-04-01T00:00:00Z"]],
+        ["s", "caf\u00e9\x1fapi\x1f\x1f2026-03-01T00:00:00Z", [-(2**70), 1, 2, "2026-04-01T00:00:00Z"]],
+        ["u", "k", ["\ud800 lone", "ok", "\u00e9"]],
+        *[["m", f"c{i}", {"n": i}] for i in range(1_000)],
+    ]
+    records = list(state_log._encode_chunks(ops))
+    assert [op for record in records for op in json.loads(record)] == ops
+    assert all(len(r) <= RECORD_BYTES for r in records)
+
+
 def _unique_counter() -> Meter:
     return Meter.model_validate({"name": "users", "aggregation": "UNIQUE_COUNT", "data_type": "INT"})
 
