@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+import shared.folding as folding
 from shared.folding import PeriodState, fold, from_units, series_state_from_json, to_units
 from shared.models import Meter
 from shared.timeline import Timeline, insert
@@ -162,3 +163,17 @@ def test_units_hold_every_value_the_store_can_exactly(text: str) -> None:
 def test_a_value_with_more_places_than_the_store_is_refused_not_rounded() -> None:
     with pytest.raises(ValueError, match="more than 12 decimal places"):
         to_units(D("0.0000000000001"))
+
+
+def test_the_end_of_a_state_is_written_as_its_utc_instant_however_often_and_in_whatever_zone() -> None:
+    end = datetime(2026, 4, 1, tzinfo=UTC)
+    same_instant = end.astimezone(timezone(timedelta(hours=-5)))
+    with_micros = end + timedelta(microseconds=5)
+    for _ in range(2):  # written, then remembered
+        assert PeriodState(end).to_json()[3] == "2026-04-01T00:00:00Z"
+        assert PeriodState(same_instant).to_json()[3] == "2026-04-01T00:00:00Z"
+        assert PeriodState(with_micros).to_json()[3] == "2026-04-01T00:00:00.000005Z"
+    for days in range(folding._END_TEXTS_KEPT + 10):  # past the memo's size: it starts over
+        later = end + timedelta(days=days)
+        assert PeriodState(later).to_json()[3] == later.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert len(folding._END_TEXTS) <= folding._END_TEXTS_KEPT
