@@ -4,6 +4,7 @@ out, health and metrics. This module composes the routes; each group has its mod
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -86,9 +87,12 @@ class HealthRoutes:
         return {"status": "alive"}
 
     async def readyz(self) -> Response:
-        checks = {"broker": self._publisher.broker_reachable(), "catalog": self._view.ready}
-        for url in self._peers:
-            checks[url] = await _peer_ready(url)
+        # The broker probe blocks (librdkafka's metadata request, up to 2 s when no broker
+        # answers): in a thread, so the process's measurements are not held up meanwhile,
+        # and beside the peers' probes, so the answer takes the slowest probe, not their sum.
+        broker, *peers = await asyncio.gather(
+            asyncio.to_thread(self._publisher.broker_reachable), *(_peer_ready(url) for url in self._peers))
+        checks = {"broker": broker, "catalog": self._view.ready, **dict(zip(self._peers, peers, strict=True))}
         status = 200 if all(checks.values()) else 503
         # Each process of a group answers for its own producer and view: say which one did.
         return JSONResponse({"ready": status == 200, "checks": checks, "process": os.getpid()}, status_code=status)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -132,3 +135,37 @@ def test_a_single_measurement_reports_errors_without_an_index() -> None:
     response = client.post("/measurements", headers=AUTH, json=_m(1, time="2020-01-01T00:00:00Z"))
     assert response.status_code == 400
     assert response.json()["errors"] == [{"field": "time", "reason": "is older than the 35-day dedup window"}]
+
+
+class SlowBrokerSink(FakeSink):
+    """A broker probe that blocks, as librdkafka's metadata request does when no broker
+    answers (up to its 2 s timeout), until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def broker_reachable(self, timeout: float = 2.0) -> bool:
+        self.release.wait(5)
+        return True
+
+
+def test_a_slow_broker_probe_does_not_hold_up_measurements() -> None:
+    sink = SlowBrokerSink()
+    start = datetime.now(UTC) - timedelta(days=3)
+    catalog, _ = parse_catalog(worked_example_catalog(start))
+    app = create_app(Settings(http=HttpSettings(api_key=KEY), kafka=KafkaSettings(topic_prefix="u.")),
+                     FakeView(catalog), sink)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as client:
+            ready = asyncio.create_task(client.get("/readyz"))
+            await asyncio.sleep(0.1)  # the probe has started and is waiting on the broker
+            response = await client.post("/measurements", json=_m(1), headers=AUTH)
+            assert response.status_code == 202
+            assert not ready.done(), "the measurement was held up until the broker probe had finished"
+            sink.release.set()
+            answer = await ready
+            assert answer.status_code == 200 and answer.json()["checks"]["broker"] is True
+
+    asyncio.run(scenario())
