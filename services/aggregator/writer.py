@@ -57,12 +57,11 @@ _TOTAL_TYPES = {
     "events": pa.uint64(), "version": pa.uint64(),
 }
 _TOTAL_SCHEMA = pa.schema([(name, _TOTAL_TYPES[name]) for name in TOTAL_COLUMNS])
-# Every value as its exact multiple of 10**-12, the row insert's truncation toward zero
+# Every value as its exact multiple of 10**-scale, the row insert's truncation toward zero
 # past that (which no valid value needs). The context's precision is the column's: a
-# valid value has at most 38 significant digits, and one with more is an error here.
-_QUANTUM = Decimal(1).scaleb(-_VALUE.scale)
-_DECIMAL_CONTEXTS = {kind.precision: Context(prec=kind.precision, rounding=ROUND_DOWN)
-                     for kind in (_VALUE, _TOTAL_VALUE)}
+# valid raw value has at most 38 significant digits, and one with more is an error here.
+_DECIMAL_STEPS = {kind: (Context(prec=kind.precision, rounding=ROUND_DOWN), Decimal(1).scaleb(-kind.scale))
+                  for kind in (_VALUE, _TOTAL_VALUE)}
 
 
 def raw_table(rows: list[list[Any]]) -> pa.Table:
@@ -96,9 +95,10 @@ def _decimals(values: list[Any], kind: pa.DataType) -> pa.Array:
     spelled with more than 38 digits (1.000...0, which the model accepts) and crashes the
     process on a large exponent (0E-999999999, pyarrow 26). Twelve places it takes as is.
     """
-    quantize = _DECIMAL_CONTEXTS[kind.precision].quantize
+    context, quantum = _DECIMAL_STEPS[kind]
+    quantize = context.quantize
     # Not a Decimal: read from its text, as the row insert did.
-    return pa.array([quantize(v if type(v) is Decimal else Decimal(str(v)), _QUANTUM) for v in values], kind)
+    return pa.array([quantize(v if type(v) is Decimal else Decimal(str(v)), quantum) for v in values], kind)
 
 
 class StoreWriter:
