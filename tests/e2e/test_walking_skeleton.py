@@ -8,6 +8,8 @@ open the chdb data folder).
 from __future__ import annotations
 
 import json
+import re
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -141,3 +143,25 @@ def test_ingest_requires_the_api_key_and_names_bad_fields(pipeline_settings: Set
         errors = response.json()["errors"]
         reason = "must be a number (or a string for a STRING meter), not a boolean"
         assert {"index": 1, "field": "value", "reason": reason} in errors
+
+        if not pipeline_settings.clickhouse.url:  # the embedded engine's library: its start-up pages given back
+            aggregator = stack.children["aggregator"].pid
+            log_file = pipeline_settings.data_dir / "logs" / "aggregator.log"
+            deadline = time.monotonic() + 30
+            while (paged := re.search(r"asked the kernel to reclaim (\d+) MiB", log_file.read_text())) is None:
+                assert time.monotonic() < deadline, "the aggregator never paged out the engine's library"
+                time.sleep(0.2)
+            assert int(paged.group(1)) > 100, paged.group(0)  # the library maps about 530 MiB
+            assert _resident_mib(aggregator, "/chdb/_chdb") < 150
+
+
+def _resident_mib(pid: int, path_part: str) -> float:
+    """How much of the mappings of files whose path holds `path_part` is resident in `pid`."""
+    total, inside = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        first = line.split(maxsplit=1)[0]
+        if "-" in first and not first.endswith(":"):  # a mapping's header line
+            inside = path_part in line
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total / 1024
