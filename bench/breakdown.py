@@ -6,6 +6,9 @@
   1,000 like the bench's;
 - the aggregator's CPU per measurement in `Processor.process` (parse, judge, fold,
   with plain dicts for the state, so no state-log cost);
+- the aggregator's CPU per measurement by step for envelopes of 1,000 in the worker's
+  slices, with the state log (prepare, process, totals rows, state-log encoding; the
+  store's Arrow tables are `bench.hot_path_parts`, Kafka is the fold phase's);
 - the aggregator's memory per series with its id (the state log's dicts, tracemalloc), and the
   memory of a catalog of 100,000 customers and subscriptions.
 The full bench (`python -m bench`) measures the same paths end to end; this splits them.
@@ -13,6 +16,7 @@ The full bench (`python -m bench`) measures the same paths end to end; this spli
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import time
@@ -22,10 +26,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.catalog import METERS, PLAN, PLAN_NAME, customer_name
-from services.aggregator.closing import SeriesIndex
+from bench.fold import _records as fold_records
+from services.aggregator.batches import slices
+from services.aggregator.closing import Closer, SeriesIndex, Watermarks
 from services.aggregator.dedup import Dedup, LogDedup, StoreDedup
 from services.aggregator.processing import Processor, Record
+from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
+from services.aggregator.worker import GC_THRESHOLDS, SLICE_BYTES
+from services.ingest.envelopes import pack
 from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
 from shared.catalog import Catalog
@@ -117,6 +126,58 @@ def aggregator_cpu(catalog: Catalog, customers: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
+def aggregator_stages(catalog: Catalog, measurements: int = 400_000, customers: int = 1000) -> dict[str, float]:
+    """CPU µs per measurement of each step the worker takes per slice, for envelopes of 1,000
+    as the fold phase writes them (1,000 customers, the five meters in turn, ids unique),
+    in slices of the worker's SLICE_BYTES, with the state log's own dicts and ids:
+    decoding and judging (`prepare`), dedup and fold (`process`), the totals rows, and
+    encoding the state log (its records handed to a send that keeps nothing: no Kafka)."""
+    names = [customer_name(i) for i in range(customers)]
+    envelopes = pack(fold_records(names, measurements, event_time())[0], 1)
+    now = datetime.now(UTC)
+    records = [Record("measurements", 0, offset, key, value, now) for offset, (key, value) in enumerate(envelopes)]
+    state = StateLog(partitions=1, partition_of=lambda customer: 0)
+    closer = Closer(
+        catalog=lambda: catalog, series=state.series, marks=state.marks, index=SeriesIndex(),
+        watermarks=Watermarks(lateness=timedelta(0), idle=timedelta(0)), grace=timedelta(0), partitions=1,
+        started=now,
+    )
+    folder = processor(catalog, state.series, LogDedup(state))
+    projection = Projection(catalog=lambda: catalog, series=state.series, closer=closer)
+    spent = dict.fromkeys(("prepare", "process", "totals rows", "state log encoding"), 0.0)
+    folded = [0]
+
+    async def keep_nothing(key: bytes, value: bytes | None, partition: int) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def run() -> None:
+        for batch in slices(records, SLICE_BYTES):
+            t0 = time.process_time()
+            folder.prepare(batch)
+            t1 = time.process_time()
+            result = folder.process(batch)
+            t2 = time.process_time()
+            folded[0] += result.folded
+            projection.rows_of(result.dirty_series, now)
+            t3 = time.process_time()
+            await state.flush(keep_nothing)
+            t4 = time.process_time()
+            for key, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                spent[key] += seconds
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)  # the worker's
+    try:
+        asyncio.run(run())
+    finally:
+        gc.set_threshold(*thresholds)
+    if folded[0] != measurements:  # the figures would be of something else (dead letters, duplicates)
+        raise RuntimeError(f"aggregator_stages: folded {folded[0]} of {measurements} measurements")
+    return {key: seconds / measurements * 1e6 for key, seconds in spent.items()}
+
+
 def aggregator_memory(catalog: Catalog, customers: int) -> tuple[float, list[str]]:
     # The embedded engine's default (METERING_DEDUP_IDS=auto): every id in the state log's
     # memory, so the figure is per series with its id.
@@ -156,6 +217,9 @@ def main() -> None:
           + f"; total {sum(stages.values()):.1f}")
     cpu = aggregator_cpu(catalog, 20_000)
     print(f"aggregator Processor.process CPU per measurement (us, tables as dicts): {cpu:.1f}")
+    steps = aggregator_stages(catalog)
+    print("aggregator CPU per measurement by step, envelopes of 1,000 in the worker's slices (us): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()) + f"; total {sum(steps.values()):.1f}")
     per_series, top = aggregator_memory(catalog, 20_000)
     print(f"aggregator memory per series, own structures (bytes): {per_series:.0f}")
     for line in top:

@@ -24,7 +24,7 @@ from confluent_kafka import Producer
 
 from bench.catalog import METERS, publish_bench_catalog
 from bench.pipeline import aggregator_lag, bench_settings, produce_all, store_totals, wait_accepted
-from bench.procs import CpuMeter, memory_kib
+from bench.procs import CpuMeter, cpu_seconds, memory_kib, python_thread_cpu_seconds
 from services.infra import topics
 from services.infra.kafka_config import producer_config
 from services.infra.stack import Stack
@@ -73,6 +73,7 @@ def measure(bootstrap: str, root: Path, customers: int, measurements: int, timeo
             envelopes = pack(records, stack.settings.kafka.partitions)
             aggregator = stack.children["aggregator"].pid
             cpu = CpuMeter({"aggregator": aggregator})
+            cpu_before, python_before = cpu_seconds(aggregator), python_thread_cpu_seconds(aggregator)
             if profile is not None:
                 profile({"aggregator": aggregator}, measurements / 20_000 + 5)
             producer = Producer(producer_config(stack.bootstrap, extra={"compression.type": "lz4"}))
@@ -81,6 +82,10 @@ def measure(bootstrap: str, root: Path, customers: int, measurements: int, timeo
             drained = lag.wait_zero(timeout, interval=0.1)
             remaining = 0 if drained is not None else lag.lag()
             cores = cpu.cores()
+            # Where the CPU went: the interpreter's threads (the fold, the store's Arrow
+            # tables, the Kafka client) and the rest (the engine's own threads: inserts, merges).
+            cpu_spent = cpu_seconds(aggregator) - cpu_before
+            python_spent = python_thread_cpu_seconds(aggregator) - python_before
         finally:
             lag.close()
         end = drained if drained is not None else time.time()
@@ -102,4 +107,6 @@ def measure(bootstrap: str, root: Path, customers: int, measurements: int, timeo
         "seconds": end - began, "produce_seconds": produced - began, "drained": drained is not None,
         "not_folded_at_timeout": remaining, "totals_checked": len(sample), "totals_exact": exact,
         "aggregator_cpu_cores": cores["aggregator"], "peak_rss_mib": memory.get("VmHWM", 0) / 1024,
+        "cpu_us_per_measurement": cpu_spent / measurements * 1e6,
+        "python_threads_cpu_us_per_measurement": python_spent / measurements * 1e6,
     }

@@ -28,6 +28,28 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(child) for child in children(pid))
 
 
+def python_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU so far of a Python process's interpreter threads: those the OS
+    still names after the executable ("python"). The rest of a process's CPU is its
+    native libraries' own threads (the embedded engine's pools, librdkafka's); CPython
+    does not name its threads, so every thread it starts keeps that name."""
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process is gone
+        return 0.0
+    total = 0.0
+    for task in tasks:
+        try:
+            text = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        comm, fields = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if comm == name:
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
 def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

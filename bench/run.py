@@ -659,7 +659,9 @@ def _fold_row(key: str, variant: str, f: dict[str, Any], consume: float | None) 
         f["per_s"] / consume if f.get("per_s") and consume else None, 60_000, ">=",
         f"{f.get('measurements', 0):,} in {f.get('envelopes', 0):,} envelopes, "
         f"{f.get('totals_exact', 0)} of {f.get('totals_checked', 0)} totals exact, "
-        f"{f.get('aggregator_cpu_cores', 0):.2f} cores, METERING_DEDUP_IDS={f.get('dedup_ids', '-')}"
+        f"{f.get('aggregator_cpu_cores', 0):.2f} cores, CPU {f.get('cpu_us_per_measurement', 0):.1f} µs/meas "
+        f"({f.get('python_threads_cpu_us_per_measurement', 0):.1f} in Python threads), "
+        f"METERING_DEDUP_IDS={f.get('dedup_ids', '-')}"
         + ("" if f.get("drained", True) else "; NOT drained (folded so far)"),
     )
 

@@ -11,3 +11,10 @@ def test_a_small_breakdown_folds_every_series_and_measures_them() -> None:
     assert breakdown.aggregator_cpu(catalog, 400) > 0
     per_series, top = breakdown.aggregator_memory(catalog, 400)
     assert per_series > 100 and top  # a series key alone is more
+
+
+def test_the_step_split_folds_every_measurement_of_its_envelopes() -> None:
+    catalog = breakdown.bench_catalog(400)
+    steps = breakdown.aggregator_stages(catalog, measurements=4_000, customers=400)  # raises unless all folded
+    assert list(steps) == ["prepare", "process", "totals rows", "state log encoding"]
+    assert all(value > 0 for value in steps.values()), steps
