@@ -39,7 +39,7 @@ from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
 from shared.catalog import Catalog
 from shared.models import Customer, Meter, PricePlan, Subscription
-from shared.resolution import Limits, SubscriptionIndex
+from shared.resolution import Limits
 
 LIMITS = Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=30))
 START = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -69,7 +69,6 @@ def ingest_cpu(catalog: Catalog, rounds: int = 50) -> dict[str, float]:
         {"id": f"b-{i}", "meter_name": "api_calls", "customer_name": customer_name(i % 1000), "value": 1, "time": at}
         for i in range(1000)
     ], separators=(",", ":")).encode()
-    index = SubscriptionIndex(lambda: catalog, lambda: 0)
     totals = {"json": 0.0, "validate": 0.0, "judge": 0.0, "serialise": 0.0}
     for round_ in range(rounds + 5):
         now = datetime.now(UTC)
@@ -78,7 +77,7 @@ def ingest_cpu(catalog: Catalog, rounds: int = 50) -> dict[str, float]:
         t1 = time.perf_counter()
         parsed = [m for m, _ in (parse_measurement(item, i) for i, item in enumerate(raw)) if m is not None]
         t2 = time.perf_counter()
-        facts, errors = judge(parsed, catalog, now, LIMITS, subscription_at=index)
+        facts, errors = judge(parsed, catalog, now, LIMITS)
         assert not errors, errors[:3]
         t3 = time.perf_counter()
         for measurement, fact in zip(parsed, facts, strict=True):
@@ -108,7 +107,7 @@ def records(customers: range, at: str, first_offset: int) -> list[Record]:
 def processor(catalog: Catalog, series: MutableMapping[str, Any], seen: Dedup) -> Processor:
     return Processor(
         catalog=lambda: catalog, refresh_catalog=lambda: None, limits=LIMITS, series=series, dedup=seen,
-        closed_through=lambda customer, key: 0, subscription_at=SubscriptionIndex(lambda: catalog, lambda: 0),
+        closed_through=lambda customer, key: 0,
     )
 
 

@@ -26,7 +26,7 @@ from services.ingest.fast_path import FastPath, check_all, encode_all, judge_all
 from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
 from shared.catalog import Catalog
-from shared.resolution import CatalogIndexes, SubscriptionIndex
+from shared.resolution import CatalogIndexes
 
 BATCH = 1000
 MAX_RECORD_BYTES = 1_000_000
@@ -60,11 +60,10 @@ def best(stages: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
 
 def measure(catalog: Catalog, body: bytes, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
     now = datetime.now(UTC)
-    subscriptions = SubscriptionIndex(lambda: catalog, lambda: 0)
     indexes = CatalogIndexes(lambda: catalog)
     raw = parse_body(body)
     parsed = [m for m, _ in (parse_measurement(item, i) for i, item in enumerate(raw)) if m is not None]
-    facts, errors = judge(parsed, catalog, now, LIMITS, subscription_at=subscriptions)
+    facts, errors = judge(parsed, catalog, now, LIMITS)
     assert not errors, errors[:3]
     records = [record_of(m, f, now) for m, f in zip(parsed, facts, strict=True)]
     fast = FastPath(lambda: catalog, LIMITS, MAX_RECORD_BYTES).records(raw, now)
@@ -77,7 +76,7 @@ def measure(catalog: Catalog, body: bytes, rounds: int) -> tuple[dict[str, float
     usual = best({
         "json": lambda: parse_body(body),
         "validate": lambda: [parse_measurement(item, i) for i, item in enumerate(raw)],
-        "judge": lambda: judge(parsed, catalog, now, LIMITS, subscription_at=subscriptions),
+        "judge": lambda: judge(parsed, catalog, now, LIMITS),
         "serialise": lambda: [record_of(m, f, now) for m, f in zip(parsed, facts, strict=True)],
         "pack": lambda: pack(records, 4),
     }, rounds)

@@ -14,13 +14,11 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import quote
 
 from shared.catalog import Catalog
-from shared.models import Measurement, Meter, Subscription
+from shared.models import Measurement, Meter
 from shared.money import decimal_text
 
 Problem = tuple[str, str]
 NO_SUBSCRIPTION = "has no subscription covering"
-# (customer, instant) -> the subscription covering it: Catalog.subscription_at or an index.
-SubscriptionAt = Callable[[str, datetime], Subscription | None]
 # A value has at most 26 integer and 12 fractional digits: what the store's
 # Decimal(38, 12) holds exactly. More places would be cut in the store while the rater
 # bills the exact total, so they are refused, not rounded. Period totals are
@@ -47,48 +45,6 @@ class Fact:
     measurement: Measurement
 
 
-class SubscriptionIndex:
-    """`Catalog.subscription_at`, answered from a customer -> subscriptions index.
-
-    `Catalog.subscription_at` scans every subscription of the catalog on each call, which
-    costs O(customers) per measurement. The index gives the same answer (same candidates,
-    same order: by start, latest first) and is rebuilt whenever `version()` changes
-    (CatalogView.version grows with every batch of catalog records it applies) or the
-    catalog object is another one, so it always reflects the catalog as of that version.
-    """
-
-    def __init__(self, catalog: Callable[[], Catalog], version: Callable[[], int]) -> None:
-        self._catalog = catalog
-        self._version = version
-        self._built: tuple[Catalog, int, dict[str, list[Subscription]]] | None = None
-
-    def __call__(self, customer_name: str, at: datetime) -> Subscription | None:
-        catalog = self._catalog()
-        version = self._version()  # read before the snapshot: a later change rebuilds again
-        built = self._built
-        if built is None or built[0] is not catalog or built[1] != version:
-            built = (catalog, version, _index(catalog))
-            self._built = built
-        for sub in built[2].get(customer_name, ()):
-            if sub.start_time <= at and (sub.end_time is None or at < sub.end_time):
-                return sub
-        return None
-
-
-def _index(catalog: Catalog) -> dict[str, list[Subscription]]:
-    # list() copies the values in one step, so another thread applying catalog records
-    # cannot change the dict under the loop.
-    by_customer: dict[str, list[Subscription]] = {}
-    for sub in list(catalog.subscriptions.values()):
-        by_customer.setdefault(sub.customer_name, []).append(sub)
-    # Exactly Catalog.subscription_at's order: stable sort by start, then reversed
-    # (sorted(reverse=True) would keep equal starts in their first order, not reverse them).
-    return {
-        customer: list(reversed(sorted(subs, key=lambda s: s.start_time)))  # noqa: C413
-        for customer, subs in by_customer.items()
-    }
-
-
 _INTEGER_BOUND = 10**MAX_INTEGER_DIGITS  # an int is within magnitude_problems' bound below it
 
 
@@ -111,9 +67,10 @@ class CatalogIndex:
     returns None whenever `resolve` would report a problem, and never says why: a
     caller that gets None asks `resolve`, which alone words the problems. So the rules
     stay here, in one module, and tests/unit/test_ingest_fast_path.py holds the two
-    to the same verdicts. Customers and mappings are looked up in the live catalog
-    (plain dict lookups already); meters by event, their rules and the subscriptions
-    by customer are built here, once.
+    to the same verdicts. Customers, mappings and each customer's subscriptions are
+    looked up in the live catalog (plain dict lookups already); meters by event and
+    their rules are built here, once per catalog revision (a few meters: a rebuild costs
+    nothing like the catalog's size).
     """
 
     def __init__(self, catalog: Catalog) -> None:
@@ -127,10 +84,6 @@ class CatalogIndex:
             if meter.event_name is not None:
                 by_event.setdefault(meter.event_name, []).append(rules[meter.name])
         self._by_event = by_event
-        self._subscriptions = {
-            customer: tuple((sub.start_time, sub.end_time) for sub in subs)
-            for customer, subs in _index(catalog).items()
-        }
 
     def accepted_customer(
         self, customer_name: str | None, meter_name: str | None, event_name: str | None,
@@ -184,8 +137,8 @@ class CatalogIndex:
             for label in rule.expected_labels:
                 if label not in labels:
                     return None
-        for start, end in self._subscriptions.get(customer, ()):
-            if start <= at and (end is None or at < end):
+        for sub in self.catalog.subscriptions_by_customer.get(customer, ()):
+            if sub.start_time <= at and (sub.end_time is None or at < sub.end_time):
                 return customer, rules[0].meters if len(rules) == 1 else tuple(rule.meter for rule in rules)
         return None
 
@@ -232,9 +185,7 @@ def series_key(meter: Meter, labels: dict[str, str]) -> str:
 
 def resolve(
     measurement: Measurement, catalog: Catalog, received_at: datetime, limits: Limits,
-    subscription_at: SubscriptionAt | None = None,
 ) -> tuple[list[Fact], list[Problem]]:
-    """`subscription_at` (optional) answers like `catalog.subscription_at`, e.g. a SubscriptionIndex."""
     at = measurement.time or received_at
     problems = _time_problems(at, received_at, limits)
     customer = catalog.customer_for(measurement)
@@ -258,8 +209,7 @@ def resolve(
             problems.append((f"labels.{label}", f"required by meter {meter.name!r}"))
         if customer is not None and value is not None and not value_problems and not missing:
             facts.append(Fact(customer, meter, series_key(meter, measurement.labels), value, at, measurement))
-    covering = catalog.subscription_at if subscription_at is None else subscription_at
-    if customer is not None and not problems and covering(customer, at) is None:
+    if customer is not None and not problems and catalog.subscription_at(customer, at) is None:
         problems.append(("time", f"customer {customer!r} {NO_SUBSCRIPTION} {at.isoformat()}"))
     if problems:
         return [], problems

@@ -16,7 +16,6 @@ from shared.models.events import LimitExceededEvent
 from shared.models.json_types import format_utc
 from shared.periods import period_containing
 from shared.quantities import period_totals
-from shared.resolution import SubscriptionAt
 
 log = logging.getLogger("metering.aggregator")
 
@@ -24,7 +23,6 @@ log = logging.getLogger("metering.aggregator")
 @dataclass
 class LimitWatch:
     catalog: Callable[[], Catalog]
-    subscription_at: SubscriptionAt
     series: MutableMapping[str, Any]
     marks: MutableMapping[str, Any]  # the crossings already reported live in the close marks
     index: SeriesIndex
@@ -34,7 +32,7 @@ class LimitWatch:
         catalog = self.catalog()
         events = []
         for customer in customers:
-            subscription = self.subscription_at(customer, now)
+            subscription = catalog.subscription_at(customer, now)
             plan = catalog.price_plans.get(subscription.price_plan_name) if subscription else None
             if subscription is None or plan is None or not plan.limits:
                 continue

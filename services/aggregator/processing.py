@@ -39,7 +39,6 @@ from shared.resolution import (
     CatalogIndexes,
     Fact,
     Limits,
-    SubscriptionAt,
     catalog_may_lag,
     resolve,
     series_key,
@@ -144,8 +143,6 @@ class Processor:
     series: MutableMapping[str, SeriesState]  # series table key -> its state
     dedup: Dedup  # who carried an id first (recent ids, filters, the store's answers)
     closed_through: Callable[[str, str], int]  # (customer, subscription key) -> next unclosed index
-    # Answers like catalog().subscription_at (e.g. shared.resolution.SubscriptionIndex); None: ask the catalog.
-    subscription_at: SubscriptionAt | None = None
     # customer -> its partition; None: every partition is right (one-partition unit tests).
     partition_of: Callable[[str], int] | None = None
     _periods: dict[Any, tuple[Period, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -275,11 +272,6 @@ class Processor:
         self._periods[memo_key] = hit
         return hit
 
-    def _covering(self, catalog: Catalog, customer: str, at: datetime) -> Any:
-        if self.subscription_at is None:
-            return catalog.subscription_at(customer, at)
-        return self.subscription_at(customer, at)
-
     def _item_facts(self, item: Item, received_at: datetime) -> list[FoldFact] | str:
         if item.checked is not None:
             facts = self._checked_facts(item.checked, received_at)
@@ -317,14 +309,14 @@ class Processor:
         return facts
 
     def _facts(self, measurement: Measurement, received_at: datetime) -> list[Fact] | str:
-        facts, problems = resolve(measurement, self.catalog(), received_at, self.limits, self.subscription_at)
+        facts, problems = resolve(measurement, self.catalog(), received_at, self.limits)
         if problems and not self._refreshed and catalog_may_lag(problems):
             # Another service may have just added the entity or the subscription: catch up,
             # once per batch (a catch-up can take seconds; a stream of unknown names must
             # not stall).
             self._refreshed = True
             self.refresh_catalog()
-            facts, problems = resolve(measurement, self.catalog(), received_at, self.limits, self.subscription_at)
+            facts, problems = resolve(measurement, self.catalog(), received_at, self.limits)
         if problems:
             return "; ".join(f"{f}: {r}" for f, r in problems)
         return facts
@@ -332,7 +324,7 @@ class Processor:
     def _apply(self, record: Record, pos: int, fact: FoldFact, result: BatchResult) -> None:
         customer, meter, series, value, at, measurement = fact  # once: this runs per measurement
         catalog = self.catalog()
-        subscription = self._covering(catalog, customer, at)
+        subscription = catalog.subscription_at(customer, at)
         assert subscription is not None  # resolve() refuses a fact no subscription covers
         plan = catalog.price_plans[subscription.price_plan_name]
         terms = self._terms(subscription, plan, at)

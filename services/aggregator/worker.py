@@ -43,7 +43,7 @@ from services.infra.heap import limit_arenas, page_out_mapped, release_free_memo
 from services.infra.partitioning import customer_partition
 from services.infra.stop_deadline import StopDeadline
 from services.settings import Settings
-from shared.resolution import Limits, SubscriptionIndex
+from shared.resolution import Limits
 
 log = logging.getLogger("metering.aggregator")
 
@@ -108,9 +108,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         watermarks=watermarks, grace=timedelta(seconds=settings.event_time.grace_seconds),
         partitions=settings.kafka.partitions, started=started,
     )
-    # The catalog's subscription_at scans every subscription; this index is rebuilt per catalog change.
-    subscription_at = SubscriptionIndex(lambda: view.catalog, lambda: view.version)
-    processor = _processor(settings, view, state, dedup, closer, subscription_at, partition_of)
+    processor = _processor(settings, view, state, dedup, closer, partition_of)
     projection = Projection(catalog=lambda: view.catalog, series=state.series, closer=closer)
     measurements_topic = topics.name(settings, topics.MEASUREMENTS)
 
@@ -120,7 +118,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     handler = BatchHandler(
         processor=processor, state=state, writer=writer, projection=projection, index=index,
         watermarks=watermarks, closer=closer,
-        limits=LimitWatch(lambda: view.catalog, subscription_at, state.series, state.marks, index),
+        limits=LimitWatch(lambda: view.catalog, state.series, state.marks, index),
         topics=d, measurements_topic=measurements_topic, started=started, faults=faults, send_state=send_state,
         dedup_since=lambda now: now - dedup_window - COMPACTION_MARGIN,
     )
@@ -217,7 +215,7 @@ def _readiness(app: faust.App, view: CatalogView, invoices: InvoiceStore) -> dic
 
 def _processor(
     settings: Settings, view: CatalogView, state: StateLog, dedup: Dedup, closer: Closer,
-    subscription_at: SubscriptionIndex, partition_of: Callable[[str], int],
+    partition_of: Callable[[str], int],
 ) -> Processor:
     return Processor(
         catalog=lambda: view.catalog,
@@ -227,7 +225,7 @@ def _processor(
             dedup_window=timedelta(days=settings.event_time.dedup_window_days),
         ),
         series=state.series, dedup=dedup, closed_through=closer.closed_through,
-        subscription_at=subscription_at, partition_of=partition_of,
+        partition_of=partition_of,
     )
 
 

@@ -33,7 +33,7 @@ from services.settings import Settings
 from shared.catalog import Catalog
 from shared.models import Measurement
 from shared.models.measurement import measurement_json
-from shared.resolution import Fact, Limits, SubscriptionIndex
+from shared.resolution import Fact, Limits
 
 log = logging.getLogger("metering.ingest")
 
@@ -70,14 +70,6 @@ class MeasurementRoutes:
         self._limits = Limits(
             max_future=timedelta(seconds=settings.event_time.max_future_seconds),
             dedup_window=timedelta(days=settings.event_time.dedup_window_days),
-        )
-        # A view that counts its catalog changes (CatalogView.version) gets the
-        # per-customer subscription index; anything else is asked through
-        # Catalog.subscription_at.
-        self._subscription_at = (
-            # getattr: `version` is not part of CatalogSource, only of the views that have it.
-            SubscriptionIndex(lambda: view.catalog, lambda: int(getattr(view, "version")))  # noqa: B009
-            if isinstance(getattr(view, "version", None), int) else None
         )
         # Batches it accepts whole skip the models; everything else takes the usual path.
         self._fast_path = FastPath(lambda: view.catalog, self._limits, self._max_record_bytes)
@@ -153,7 +145,7 @@ class MeasurementRoutes:
         return records
 
     def _judge(self, parsed: list[Measurement], received_at: datetime) -> tuple[list[list[Fact]], list[FieldError]]:
-        return judge(parsed, self._view.catalog, received_at, self._limits, subscription_at=self._subscription_at)
+        return judge(parsed, self._view.catalog, received_at, self._limits)
 
     async def _publish(
         self, records: list[tuple[bytes, bytes]], raw_items: list[Any], route: str, single: bool,

@@ -14,7 +14,7 @@ from services.infra.web import Problem
 from shared.catalog import Catalog
 from shared.errors import field_errors
 from shared.models import Measurement
-from shared.resolution import Fact, Limits, SubscriptionAt, resolve
+from shared.resolution import Fact, Limits, resolve
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,11 @@ def parse_measurement(raw: Any, index: int | None) -> tuple[Measurement | None, 
 
 def judge(
     measurements: list[Measurement], catalog: Catalog, received_at: datetime, limits: Limits,
-    subscription_at: SubscriptionAt | None = None,
 ) -> tuple[list[list[Fact]], list[FieldError]]:
     all_facts: list[list[Fact]] = []
     errors: list[FieldError] = []
     for index, measurement in enumerate(measurements):
-        facts, problems = resolve(measurement, catalog, received_at, limits, subscription_at)
+        facts, problems = resolve(measurement, catalog, received_at, limits)
         all_facts.append(facts)
         errors.extend(FieldError(index, field, reason) for field, reason in problems)
     return all_facts, errors

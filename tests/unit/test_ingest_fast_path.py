@@ -27,7 +27,7 @@ from services.ingest.validation import judge, oversized, parse_measurement
 from services.settings import EventTimeSettings, HttpSettings, KafkaSettings, LimitSettings, Settings
 from shared.catalog import Catalog, parse_catalog
 from shared.models import Customer
-from shared.resolution import CatalogIndexes, Limits, SubscriptionIndex
+from shared.resolution import CatalogIndexes, Limits
 from tests.unit.test_ingest_api import FakeSink, FakeView
 
 NOW = datetime(2026, 6, 15, 12, 0, 0, 250000, tzinfo=UTC)
@@ -81,8 +81,7 @@ def usual_answer(catalog: Catalog, items: list[Any], received_at: datetime) -> t
         if measurement is not None:
             parsed.append(measurement)
     if not errors:
-        index_ = SubscriptionIndex(lambda: catalog, lambda: 0)
-        facts, errors = judge(parsed, catalog, received_at, LIMITS, subscription_at=index_)
+        facts, errors = judge(parsed, catalog, received_at, LIMITS)
     if errors:
         return "invalid", [(e.index, e.field, e.reason) for e in errors]
     records = [record_of(m, f, received_at) for m, f in zip(parsed, facts, strict=True)]
