@@ -10,7 +10,9 @@
   slices, with the state log (prepare, process, totals rows, state-log encoding; the
   store's Arrow tables are `bench.hot_path_parts`, Kafka is the fold phase's);
 - the aggregator's memory per series with its id (the state log's dicts, tracemalloc), and the
-  memory of a catalog of 100,000 customers and subscriptions.
+  memory of a catalog of 100,000 customers and subscriptions;
+- how long the judge takes for a measurement right after a catalog change (a sign-up)
+  with 100,000 customers: its index follows the catalog's revision.
 The full bench (`python -m bench`) measures the same paths end to end; this splits them.
 """
 
@@ -39,7 +41,7 @@ from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
 from shared.catalog import Catalog
 from shared.models import Customer, Meter, PricePlan, Subscription
-from shared.resolution import Limits
+from shared.resolution import CatalogIndexes, Limits
 
 LIMITS = Limits(max_future=timedelta(minutes=5), dedup_window=timedelta(days=30))
 START = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -209,6 +211,25 @@ def catalog_memory(customers: int) -> float:
     return used / customers
 
 
+def judging_after_a_change(catalog: Catalog, changes: int = 20) -> float:
+    """Milliseconds to judge one measurement right after each of `changes` catalog changes
+    (a new customer and subscription, as a sign-up writes them): what the ingest and the
+    aggregator pay per change, since their judge's index follows the catalog's revision."""
+    indexes = CatalogIndexes(lambda: catalog)
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    earliest, latest = at - LIMITS.dedup_window, at + LIMITS.max_future
+    spent = 0.0
+    for change in range(changes):
+        name = f"signed-up-{change}"
+        catalog.put(Customer.model_validate({"name": name}))
+        catalog.put(Subscription(customer_name=name, price_plan_name=PLAN_NAME, start_time=START))
+        started = time.perf_counter()
+        accepted = indexes.current().accepted(name, "api_calls", None, {}, 1, at, earliest, latest)
+        spent += time.perf_counter() - started
+        assert accepted is not None and accepted[0] == name
+    return spent / changes * 1e3
+
+
 def main() -> None:
     catalog = bench_catalog(20_000)
     stages = ingest_cpu(catalog)
@@ -224,6 +245,9 @@ def main() -> None:
     for line in top:
         print("   ", line)
     print(f"catalog memory per customer + subscription (bytes): {catalog_memory(100_000):.0f}")
+    big = bench_catalog(100_000)
+    print(f"judging a measurement right after a catalog change, 100,000 customers (ms): "
+          f"{judging_after_a_change(big):.2f}")
 
 
 if __name__ == "__main__":

@@ -18,3 +18,9 @@ def test_the_step_split_folds_every_measurement_of_its_envelopes() -> None:
     steps = breakdown.aggregator_stages(catalog, measurements=4_000, customers=400)  # raises unless all folded
     assert list(steps) == ["prepare", "process", "totals rows", "state log encoding"]
     assert all(value > 0 for value in steps.values()), steps
+
+
+def test_judging_after_catalog_changes_accepts_each_new_customer() -> None:
+    catalog = breakdown.bench_catalog(200)
+    assert breakdown.judging_after_a_change(catalog, changes=3) > 0  # asserts each sign-up is accepted
+    assert "signed-up-2" in catalog.customers
