@@ -4,6 +4,8 @@ after any sequence of changes, without an index to rebuild."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -105,3 +107,32 @@ def test_the_judges_index_reads_subscriptions_live_so_a_catalog_change_rebuilds_
     catalog.put(subscription("a", 0, None))
     accepted = index.accepted("a", "m", None, {}, 1, at, *window)
     assert accepted is not None and accepted[0] == "a"
+
+
+def test_a_reader_on_another_thread_never_sees_a_replaced_subscription_missing() -> None:
+    # A measurement folded while the catalog view's thread replaces its customer's
+    # subscription (a plan change) must still find one covering its instant.
+    catalog = empty_catalog()
+    catalog.put(Subscription(customer_name="a", price_plan_name="p", start_time=T0))
+    at = T0 + timedelta(days=1)
+    stop = threading.Event()
+    missing = []
+
+    def read() -> None:
+        while not stop.is_set():
+            if catalog.subscription_at("a", at) is None:
+                missing.append(at)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads change hands every few bytecodes
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for round_ in range(20_000):
+            catalog.put(Subscription(customer_name="a", price_plan_name="p", start_time=T0,
+                                     end_time=T0 + timedelta(days=100 + round_ % 2)))
+    finally:
+        stop.set()
+        reader.join()
+        sys.setswitchinterval(switch)
+    assert missing == []
