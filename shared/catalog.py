@@ -54,10 +54,15 @@ class Catalog:
 
     def put(self, entity: Customer | Meter | PricePlan | Subscription) -> None:
         if isinstance(entity, Customer):
-            self._unindex_customer(entity.name)
+            previous = self.customers.get(entity.name)
             self.customers[entity.name] = entity
-            for pair in entity.mapping_pairs():
+            # The new claims first, then the old ones it dropped: a reader on another
+            # thread never finds a pair this customer keeps unclaimed in between.
+            pairs = entity.mapping_pairs()
+            for pair in pairs:
                 self._by_mapping.setdefault(pair, entity.name)
+            if previous is not None:
+                self._unclaim(previous, keep=set(pairs))
         elif isinstance(entity, Meter):
             self.meters[entity.name] = entity
             self._reindex_events()
@@ -104,17 +109,21 @@ class Catalog:
 
     def _unindex_customer(self, name: str) -> None:
         old = self.customers.get(name)
-        if old is None:
-            return
-        for pair in old.mapping_pairs():
-            if self._by_mapping.get(pair) == name:
+        if old is not None:
+            self._unclaim(old, keep=set())
+
+    def _unclaim(self, customer: Customer, keep: set[tuple[str, str]]) -> None:
+        for pair in customer.mapping_pairs():
+            if pair not in keep and self._by_mapping.get(pair) == customer.name:
                 del self._by_mapping[pair]
 
     def _reindex_events(self) -> None:
-        self._by_event = {}
+        # Built aside and swapped in: a reader on another thread sees the old index or the new.
+        by_event: dict[str, list[Meter]] = {}
         for meter in self.meters.values():
             if meter.event_name is not None:
-                self._by_event.setdefault(meter.event_name, []).append(meter)
+                by_event.setdefault(meter.event_name, []).append(meter)
+        self._by_event = by_event
 
     def mapping_owner(self, label: str, value: str) -> str | None:
         return self._by_mapping.get((label, value))
