@@ -40,13 +40,9 @@ def python_thread_cpu_seconds(pid: int) -> float:
         return 0.0
     total = 0.0
     for task in tasks:
-        try:
-            text = (task / "stat").read_text()
-        except OSError:  # the thread ended meanwhile
-            continue
-        comm, fields = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
-        if comm == name:
-            total += (int(fields[11]) + int(fields[12])) / TICKS
+        read = _read_stat(task / "stat")
+        if read is not None and read[0] == name:  # None: the thread ended meanwhile
+            total += (int(read[1][11]) + int(read[1][12])) / TICKS
     return total
 
 
@@ -61,10 +57,17 @@ def children(pid: int) -> list[int]:
 
 
 def _stat(pid: int) -> list[str] | None:
+    read = _read_stat(Path(f"/proc/{pid}/stat"))
+    return None if read is None else read[1]
+
+
+def _read_stat(path: Path) -> tuple[str, list[str]] | None:
+    """A process's or thread's stat file: its command name and the fields after it."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        text = path.read_text()
     except OSError:
         return None
+    return text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -27,6 +27,7 @@ from shared.periods import anchor_for_period_ending, period_at_index
 from tests.e2e.streaming import auth
 from tests.support.catalogs import worked_example_catalog
 from tests.support.kafka import read_invoices, wait_for_no_lag
+from tests.support.processes import resident_kib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -152,16 +153,5 @@ def test_ingest_requires_the_api_key_and_names_bad_fields(pipeline_settings: Set
                 assert time.monotonic() < deadline, "the aggregator never paged out the engine's library"
                 time.sleep(0.2)
             assert int(paged.group(1)) > 100, paged.group(0)  # the library maps about 530 MiB
-            assert _resident_mib(aggregator, "/chdb/_chdb") < 150
+            assert resident_kib(aggregator, "/chdb/_chdb") / 1024 < 150
 
-
-def _resident_mib(pid: int, path_part: str) -> float:
-    """How much of the mappings of files whose path holds `path_part` is resident in `pid`."""
-    total, inside = 0, False
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        first = line.split(maxsplit=1)[0]
-        if "-" in first and not first.endswith(":"):  # a mapping's header line
-            inside = path_part in line
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1])
-    return total / 1024

@@ -33,3 +33,16 @@ def workers_of(parent: int) -> set[int]:
 def alive(pid: int) -> bool:
     fields = stat_fields(pid)
     return fields is not None and fields[0] != "Z"
+
+
+def resident_kib(pid: int, path_part: str) -> int:
+    """How many KiB of `pid`'s mappings of files whose path holds `path_part` are resident
+    (the Rss lines of /proc/<pid>/smaps)."""
+    total, inside = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        first = line.split(maxsplit=1)[0]
+        if "-" in first and not first.endswith(":"):  # a mapping's header line
+            inside = path_part in line
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from services.infra.heap import page_out_mapped
+from tests.support.processes import resident_kib
 
 ROOT = Path(__file__).resolve().parents[2]
 # A fresh process: heap freed in the middle (a few blocks still in use above it), which
@@ -42,27 +43,16 @@ def test_arenas_are_limited_unless_the_environment_says_otherwise() -> None:
         assert done.stdout.strip() == expected, done.stderr[-2000:]
 
 
-def _mapping_rss_kib(path: Path) -> int:
-    """The resident KiB of this process's mappings of `path` (from /proc/self/smaps)."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        if "-" in line.split(maxsplit=1)[0]:  # a mapping's header line
-            inside = line.endswith(str(path))
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1])
-    return total
-
-
 def test_resident_pages_of_a_mapped_file_are_given_back(tmp_path: Path) -> None:
     data = tmp_path / "library.bin"
     data.write_bytes(os.urandom(32 * 1024 * 1024))
     with data.open("rb") as file, mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ) as mapped:
         sum(mapped[at] for at in range(0, len(mapped), 4096))  # every page touched: resident
-        before = _mapping_rss_kib(data)
+        before = resident_kib(os.getpid(), str(data))
         assert page_out_mapped("other-library.bin") == 0  # no such mapping: nothing advised
-        assert _mapping_rss_kib(data) == before
+        assert resident_kib(os.getpid(), str(data)) == before
         assert page_out_mapped("library.bin") >= len(mapped)
-        after = _mapping_rss_kib(data)
+        after = resident_kib(os.getpid(), str(data))
         assert mapped[12345] == data.read_bytes()[12345]  # still readable: it comes back from the file
     assert before >= 30 * 1024, before
     assert after < before // 4, (before, after)
