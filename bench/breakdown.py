@@ -35,10 +35,11 @@ from services.aggregator.dedup import Dedup, LogDedup, StoreDedup
 from services.aggregator.processing import Processor, Record
 from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
-from services.aggregator.worker import GC_THRESHOLDS, SLICE_BYTES
+from services.aggregator.worker import GC_THRESHOLDS
 from services.ingest.envelopes import pack
 from services.ingest.measurement_routes import record_of
 from services.ingest.validation import judge, parse_body, parse_measurement
+from services.settings import SLICE_BYTES
 from shared.catalog import Catalog
 from shared.models import Customer, Meter, PricePlan, Subscription
 from shared.resolution import CatalogIndexes, Limits
@@ -130,7 +131,7 @@ def aggregator_cpu(catalog: Catalog, customers: int) -> float:
 def aggregator_stages(catalog: Catalog, measurements: int = 400_000, customers: int = 1000) -> dict[str, float]:
     """CPU µs per measurement of each step the worker takes per slice, for envelopes of 1,000
     as the fold phase writes them (1,000 customers, the five meters in turn, ids unique),
-    in slices of the worker's SLICE_BYTES, with the state log's own dicts and ids:
+    in slices of the worker's default SLICE_BYTES, with the state log's own dicts and ids:
     decoding and judging (`prepare`), dedup and fold (`process`), the totals rows, and
     encoding the state log (its records handed to a send that keeps nothing: no Kafka)."""
     names = [customer_name(i) for i in range(customers)]

@@ -9,6 +9,13 @@ alone words errors. tests/unit/test_ingest_fast_path.py holds `check` to the mod
 
 The checks are the model's rules, spelled as plain type, length and pattern tests. The
 time goes through the model's own date-time validator.
+
+`check_json` is `check` applied to a record's JSON bytes, in a quarter of the time of
+`json.loads` and `check`: msgspec decodes into `_Sent`, applying the type and length
+rules in C, and `_check_sent` applies the rest. Whatever msgspec refuses, the caller
+hands to `json.loads` and `check` as before, so msgspec only ever narrows what this
+fast path accepts. tests/unit/test_measurement_check.py holds the two to the same
+answers.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
+
+import msgspec
 
 from shared.models.json_types import utc_datetime
 from shared.models.limits import MAX_ID_LENGTH, MAX_LABEL_LENGTH, MAX_LABELS, MAX_NAME_LENGTH, MAX_VALUE_LENGTH
@@ -149,3 +158,90 @@ def _read_time(sent: str) -> tuple[datetime, str | None] | None:
         _TIMES.clear()
     _TIMES[sent] = read
     return read
+
+
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+_LabelKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LABEL_LENGTH)]
+_LabelValue = Annotated[str, msgspec.Meta(max_length=MAX_LABEL_LENGTH)]
+
+
+class _Sent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A measurement object with `check`'s type and length rules (None: absent or null,
+    as `check` reads them through `dict.get`; labels and reset_total may only be absent)."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+    value: int | float | Annotated[str, msgspec.Meta(max_length=MAX_VALUE_LENGTH)]
+    meter_name: _Name | None = None
+    event_name: _Name | None = None
+    customer_name: _Name | None = None
+    time: str | None = None
+    labels: Annotated[dict[_LabelKey, _LabelValue], msgspec.Meta(max_length=MAX_LABELS)] | msgspec.UnsetType = (
+        msgspec.UNSET)
+    reset_total: bool = False
+
+
+_READ = msgspec.json.Decoder(_Sent | list[_Sent])
+
+
+def check_json(value: bytes) -> Checked | list[Checked] | None:
+    """`check` of a record's one measurement object, or of each item of its array; None
+    when msgspec refuses the bytes or `check` would refuse any item (the caller then
+    reads the record with `json.loads` and `check`, which decide as they always have)."""
+    try:
+        sent = _READ.decode(value)
+    except msgspec.MsgspecError:  # DecodeError and ValidationError
+        return None
+    if not isinstance(sent, list):
+        return _check_sent(sent)
+    checked = []
+    for each in sent:
+        item = _check_sent(each)
+        if item is None:
+            return None
+        checked.append(item)
+    return checked
+
+
+def _check_sent(sent: _Sent) -> Checked | None:
+    """The rules of `check` that `_Sent`'s types and lengths do not already hold."""
+    meter_name = sent.meter_name
+    event_name = sent.event_name
+    text = sent.id  # every name and label, searched for refused characters at once
+    if meter_name is not None:
+        text += meter_name
+    if event_name is not None:
+        text += event_name
+    elif meter_name is None:
+        return None
+    customer_name = sent.customer_name
+    if customer_name is not None:
+        text += customer_name
+    value: Any = sent.value
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() and _find_surrogate(value) is not None:
+            return None
+    elif kind is float:
+        if value != value or value in _INFINITIES:  # msgspec refuses both; as check() does
+            return None
+        value = Decimal(repr(value))
+    sent_time = sent.time
+    if sent_time is None:
+        time = time_text = None
+    else:
+        known = _TIMES.get(sent_time)
+        if known is None:
+            known = _read_time(sent_time)
+            if known is None:
+                return None
+        time, time_text = known
+    labels = sent.labels
+    if labels is msgspec.UNSET:
+        labels = _NO_LABELS
+    else:
+        for key, label in labels.items():
+            text += key + label
+    if not text.isprintable() and _find_refused(text) is not None:
+        return None
+    return _new_checked(Checked, (sent.id, meter_name, event_name, customer_name, value, time, time_text, labels,
+                                  sent.reset_total))

@@ -7,6 +7,8 @@ tests/e2e/test_crash_points.py kills the worker at each step):
      their ids deduplicate), dead letters and limit events;
   1. store: raw rows, absolute totals and watermarks to ClickHouse (idempotent: rows are
      keyed by identity and versioned by position), in a thread so the loop keeps going;
+     meanwhile the next batch is decoded and judged (Processor.prepare, which changes no
+     state): the engine releases the GIL, so the two share the machine's cores;
   2. state: the batch's changes appended to the state log and delivered (acks=all);
   3. offsets: only then does the handler return; Faust acks the batch's records and
      commits their offsets. Records replayed from before the commit are recognised by
@@ -58,13 +60,18 @@ class BatchHandler:
     send_state: Callable[..., Any]
     dedup_since: Callable[[datetime], datetime]  # now -> the oldest event time an id is remembered from
     processed: dict[int, int] = field(default_factory=dict)  # partition -> last offset handled
+    # The batch prepared while the previous one was stored, and its dedup suspects.
+    _prepared: tuple[list[Record], list[str]] | None = field(default=None, init=False, repr=False)
 
-    async def handle(self, records: list[Record]) -> None:
+    async def handle(self, records: list[Record], upcoming: list[Record] | None = None) -> None:
+        """Take `records` through the flush order; `upcoming`, the batch that will be
+        handed in next (if known), is prepared while this one is stored."""
         now = datetime.now(UTC)
         # However much of a batch is dead-lettered, the worker goes on: stopping would turn
         # hostile input into a restart loop, and a dead letter loses nothing (it carries
         # the record and its reason; MeteringDeadLetterRateHigh tells a person).
-        suspects = self.processor.prepare(records)
+        prepared, self._prepared = self._prepared, None
+        suspects = prepared[1] if prepared is not None and prepared[0] is records else self.processor.prepare(records)
         if suspects:  # ids only the store can place (dedup.py): one query, off the event loop
             since = self.dedup_since(now)
             self.processor.dedup.answers = await asyncio.to_thread(
@@ -93,7 +100,14 @@ class BatchHandler:
             self.index.add(key)
         totals = self.projection.rows_of(result.dirty_series, now)
         marks = self._watermark_rows(records, result.max_event_time, now)
-        await asyncio.to_thread(self.writer.write_batch, result.raw_rows, totals, marks)
+        # Submitted now (asyncio.to_thread would start the thread only at the next await).
+        stored = asyncio.get_running_loop().run_in_executor(
+            None, self.writer.write_batch, result.raw_rows, totals, marks)
+        try:
+            if upcoming is not None:
+                self._prepared = (upcoming, self.processor.prepare(upcoming))
+        finally:
+            await stored  # a failed prepare() still waits for the store before failing the batch
         self.faults.reached("after_store", len(result.raw_rows))
 
         # 2. state

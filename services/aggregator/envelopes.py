@@ -8,10 +8,11 @@ Decoding never raises: a record that is not readable at all is one problem for t
 record; an unreadable item of an envelope is a problem for that item alone, and the rest
 of the envelope is used.
 
-Two paths, one verdict. The fast one reads the record with `json.loads` and checks each
-item with `shared.measurement_check.check` (about 4 µs a measurement, against about 35
-for the model); it gives up on the whole record at the first item the check does not
-accept, and the model path below then decides and words every item, as it always has.
+Two paths, one verdict. The fast one reads the record with
+`shared.measurement_check.check_json` (msgspec: about 1 µs a measurement), or, for what
+msgspec refuses, with `json.loads` and `check` (about 3 µs, against about 35 for the
+model); it gives up on the whole record at the first item the check does not accept, and
+the model path below then decides and words every item, as it always has.
 tests/unit/test_aggregator_envelopes.py holds the two to the same items.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import field_errors
-from shared.measurement_check import Checked, check
+from shared.measurement_check import Checked, check, check_json
 from shared.models import Measurement
 
 _ENVELOPE = TypeAdapter(list[Measurement])
@@ -70,6 +71,13 @@ def decode(value: bytes | None) -> list[Item] | str:
 
 def _checked_items(value: bytes) -> list[Item] | None:
     """Every item of the record, if the fast check accepts every one; else None."""
+    checked = check_json(value)
+    if isinstance(checked, list):
+        if len(checked) > MAX_ENVELOPE_ITEMS:
+            return None
+        return [Item(index, None, None, each) for index, each in enumerate(checked)]
+    if checked is not None:
+        return [Item(None, None, None, checked)]
     try:
         # UTF-8 explicitly: json.loads would also take UTF-16 and UTF-32 bytes, which the
         # model path refuses.

@@ -152,6 +152,8 @@ class Processor:
     _decoded: dict[tuple[int, int], list[Item] | str] = field(default_factory=dict, init=False, repr=False)
     _judged: dict[tuple[int, int, int | None], list[FoldFact] | str] = field(
         default_factory=dict, init=False, repr=False)
+    # The catalog _judged was judged against: process() judges again after any change.
+    _judged_against: tuple[Catalog | None, int] = field(default=(None, -1), init=False, repr=False, compare=False)
     _indexes: CatalogIndexes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,7 +161,14 @@ class Processor:
 
     def prepare(self, records: list[Record]) -> list[str]:
         """Decode and judge a batch ahead of process(); returns the dedup keys only the
-        store can answer (see dedup.py), for the caller to look up off the event loop."""
+        store can answer (see dedup.py), for the caller to look up off the event loop.
+
+        It changes no state, so it may run while the previous batch is being stored
+        (batches.py). What an earlier prepare() left unused is dropped first; a catalog
+        change before process() makes it judge again (decoding does not depend on it).
+        """
+        self._decoded.clear()
+        self._judged.clear()
         self._refreshed = False
         keys: set[str] = set()
         gather = self.dedup.asks_store
@@ -180,13 +189,23 @@ class Processor:
                 ):
                     continue  # dead-lettered, or forwarded to be folded (and deduplicated) there
                 keys.update(dedup_key(f.customer_name, f.meter.name, f.measurement.id) for f in facts)
+        self._judged_against = self._catalog_version()
         return self.dedup.suspects(keys, self._partition_of_key)
+
+    def _catalog_version(self) -> tuple[Catalog, int]:
+        catalog = self.catalog()
+        return catalog, catalog.revision
 
     def _partition_of_key(self, key: str) -> int:
         return self.partition_of(key.split(SEP, 1)[0]) if self.partition_of is not None else 0
 
     def process(self, records: list[Record]) -> BatchResult:
         result = BatchResult()
+        judged_against, revision = self._judged_against
+        catalog = self.catalog()
+        if self._judged and (judged_against is not catalog or revision != catalog.revision):
+            self._judged.clear()
+        self._judged_against = (None, -1)
         try:
             for record in records:
                 self._process_record(record, result)

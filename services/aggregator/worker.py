@@ -51,13 +51,9 @@ BATCH_SIZE = 2000  # records (an envelope is one record)
 BATCH_WITHIN_SECONDS = 0.2
 # A batch of 2,000 envelopes can hold 2,000,000 measurements: handled whole, it kept
 # hundreds of megabytes of rows and facts alive at once and held up every record behind
-# it for tens of seconds. Handled in slices of about this many bytes of records (some
-# 55,000 measurements, one to two seconds of a backlog), each through the whole flush
-# order. A slice pays once per series it touches (a total row, a state op) and once per
-# store insert and state write: 8 MiB took 22 % less CPU per measurement than 2 MiB
-# (4 interleaved runs each of bench.fold) for about 60 MB more at the peak; 16 MiB gained
-# nothing more and took 150 MB more.
-SLICE_BYTES = 8 * 1024 * 1024
+# it for tens of seconds. It is handled in slices (METERING_AGGREGATOR_SLICE_BYTES, 8 MiB:
+# some 55,000 measurements, one to two seconds of a backlog; services/settings.py:SLICE_BYTES
+# says why that size), each through the whole flush order.
 EXIT_STORE_FAILURE = 70
 
 
@@ -159,10 +155,11 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
             await asyncio.sleep(0.05)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             try:
-                for records in slices([_record(e.message) for e in events], SLICE_BYTES):
+                runs = list(slices([_record(e.message) for e in events], settings.limits.aggregator_slice_bytes))
+                for records, upcoming in zip(runs, [*runs[1:], None], strict=True):
                     async with lock:  # taken per slice: period closes and lag gauges run between them
                         await loader.ensure_loaded({r.partition for r in records})
-                        await handler.handle(records)
+                        await handler.handle(records, upcoming)
             except Exception:  # noqa: BLE001 - any failure stops the worker unacked; fatal() logs it
                 fatal("measurement batch failed")
 

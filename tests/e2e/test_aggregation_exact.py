@@ -42,7 +42,7 @@ from tests.e2e.streaming import (
     utc_now,
 )
 from tests.support.oracle import MeterSpec, expected_totals
-from tests.support.pipeline import pipeline_settings
+from tests.support.pipeline import SMALL_SLICE_BYTES, pipeline_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -55,6 +55,7 @@ def stack(
     settings = pipeline_settings(
         kafka_bootstrap, clickhouse_url, root, tag="agg",
         kafka={"session_timeout_seconds": 6.0}, event_time={"housekeeping_seconds": 5.0},
+        limits={"aggregator_slice_bytes": SMALL_SLICE_BYTES},
     )
     with Stack(settings, log_dir=root / "logs") as running:
         yield running

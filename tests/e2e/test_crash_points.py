@@ -48,7 +48,7 @@ from tests.e2e.streaming import (
 from tests.support.faults import fault_control
 from tests.support.kafka import read_invoices
 from tests.support.oracle import MeterSpec, expected_totals
-from tests.support.pipeline import pipeline_settings
+from tests.support.pipeline import SMALL_SLICE_BYTES, pipeline_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -66,6 +66,7 @@ def stack(kafka_bootstrap: str, clickhouse_url: str | None, control: Path,
     settings = pipeline_settings(
         kafka_bootstrap, clickhouse_url, root, tag="crash",
         kafka={"session_timeout_seconds": 6.0}, event_time={"housekeeping_seconds": 5.0},
+        limits={"aggregator_slice_bytes": SMALL_SLICE_BYTES},
     )
     with Stack(settings, log_dir=root / "logs") as running:
         yield running

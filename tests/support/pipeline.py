@@ -20,6 +20,12 @@ from services.settings import (
     Settings,
 )
 
+# For the crash tests: a backlog of a few hundred records then goes through the flush
+# order in many slices, and each slice after the first of a batch is decoded and judged
+# while the one before it is stored (services/aggregator/batches.py), so the kills land
+# on that path too. 16 KiB: about a hundred measurements.
+SMALL_SLICE_BYTES = 16 * 1024
+
 
 def pipeline_settings(
     bootstrap: str, clickhouse_url: str | None, data_dir: Path, *, tag: str = "t", unique: str | None = None,

@@ -364,3 +364,37 @@ def test_a_duplicate_inside_one_batch_is_caught_however_small_the_memory() -> No
     result = p.process(batch)
     assert (result.folded, result.duplicates) == (5, 1)
     assert len(p.dedup.recent) == 1  # trimmed once the batch is done
+
+
+def test_a_catalog_change_between_prepare_and_process_is_judged_again() -> None:
+    """The worker prepares a batch while the one before it is stored (batches.py): a
+    subscription that arrives in between counts, as if the batch were judged only now."""
+    document = {**DOCUMENT, "subscriptions": []}
+    catalog = make_catalog(document)
+    p = make_processor(catalog=catalog)
+    batch = [record(0, usage("a", 2))]
+    p.prepare(batch)
+    catalog.put(make_catalog().subscriptions[SUB])
+    result = p.process(batch)
+    assert (result.folded, result.dead_letters) == (1, [])
+
+
+def test_without_a_catalog_change_process_uses_what_prepare_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = make_processor()
+    judged: list[object] = []
+    judge = p._item_facts
+    monkeypatch.setattr(p, "_item_facts", lambda *args: judged.append(args) or judge(*args))
+    batch = [record(0, usage("a", 2)), record(1, usage("b", 3))]
+    p.prepare(batch)
+    assert len(judged) == 2
+    assert p.process(batch).folded == 2
+    assert len(judged) == 2  # not judged a second time
+
+
+def test_what_a_prepare_left_unused_is_dropped_by_the_next_prepare() -> None:
+    p = make_processor()
+    p.prepare([record(0, usage("a", 2))])  # prepared, never processed (a revoked partition)
+    p.prepare([record(5, usage("b", 2))])
+    assert set(p._decoded) == {(0, 5)}
+    result = p.process([record(0, {"id": "a", "value": "x"})])  # the same position, read afresh
+    assert (result.folded, len(result.dead_letters)) == (0, 1)

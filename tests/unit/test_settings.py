@@ -58,6 +58,7 @@ FULL = {
     "METERING_DEDUP_IDS": "store",
     "METERING_DEDUP_FILTER_MIB": "32",
     "METERING_DEDUP_RECENT_IDS": "1000",
+    "METERING_AGGREGATOR_SLICE_BYTES": "65536",
 }
 
 EXPECTED: dict[str, Any] = {
@@ -92,6 +93,7 @@ EXPECTED: dict[str, Any] = {
     "limits.dedup_ids": "store",
     "limits.dedup_filter_mib": 32,
     "limits.dedup_recent_ids": 1000,
+    "limits.aggregator_slice_bytes": 65536,
 }
 
 # Set only in the Grafana container (deploy/grafana/provisioning), never for a service.
