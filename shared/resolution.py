@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import quote
 
 from shared.catalog import Catalog
-from shared.models import Measurement, Meter
+from shared.models import Measurement, Meter, Subscription
 from shared.money import decimal_text
 
 Problem = tuple[str, str]
@@ -100,8 +100,9 @@ class CatalogIndex:
     def accepted(
         self, customer_name: str | None, meter_name: str | None, event_name: str | None,
         labels: Mapping[str, str], value: int | Decimal | str, at: datetime, earliest: datetime, latest: datetime,
-    ) -> tuple[str, tuple[Meter, ...]] | None:
-        """`accepted_customer`, with the meters `resolve` would make facts for, in its order."""
+    ) -> tuple[str, tuple[Meter, ...], Subscription] | None:
+        """`accepted_customer`, with the meters `resolve` would make facts for, in its
+        order, and the subscription covering `at` (`Catalog.subscription_at`'s answer)."""
         if at > latest or at < earliest:
             return None
         if customer_name is not None:
@@ -139,7 +140,7 @@ class CatalogIndex:
                     return None
         for sub in self.catalog.subscriptions_by_customer.get(customer, ()):
             if sub.start_time <= at and (sub.end_time is None or at < sub.end_time):
-                return customer, rules[0].meters if len(rules) == 1 else tuple(rule.meter for rule in rules)
+                return customer, rules[0].meters if len(rules) == 1 else tuple(rule.meter for rule in rules), sub
         return None
 
 

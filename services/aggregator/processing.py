@@ -71,6 +71,7 @@ class FoldFact(NamedTuple):
     value: Decimal | str
     time: datetime
     measurement: Checked | Measurement
+    subscription: Subscription | None  # the one covering `time`, when the judge found it already
 
 
 
@@ -150,11 +151,15 @@ class Processor:
     _refreshed: bool = field(default=False, init=False, repr=False, compare=False)
     # What prepare() decoded and judged, for process() to use instead of doing it twice.
     _decoded: dict[tuple[int, int], list[Item] | str] = field(default_factory=dict, init=False, repr=False)
-    _judged: dict[tuple[int, int, int | None], list[FoldFact] | str] = field(
+    # (partition, offset) -> per item of the record: its facts, why it is refused, or None
+    # (not judged: process() judges it).
+    _judged: dict[tuple[int, int], list[list[FoldFact] | str | None]] = field(
         default_factory=dict, init=False, repr=False)
     # The catalog _judged was judged against: process() judges again after any change.
     _judged_against: tuple[Catalog | None, int] = field(default=(None, -1), init=False, repr=False, compare=False)
     _indexes: CatalogIndexes = field(init=False, repr=False, compare=False)
+    # This batch's closed_through answers, by (customer, subscription key).
+    _closed: dict[tuple[str, str], int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._indexes = CatalogIndexes(self.catalog)
@@ -173,17 +178,20 @@ class Processor:
         keys: set[str] = set()
         gather = self.dedup.asks_store
         for record in records:
-            items = self._decoded[(record.partition, record.offset)] = decode(record.value)
+            where = (record.partition, record.offset)
+            items = self._decoded[where] = decode(record.value)
             if isinstance(items, str):
                 continue
-            for item in items:
+            judged: list[list[FoldFact] | str | None] = [None] * len(items)
+            self._judged[where] = judged
+            for at, item in enumerate(items):
                 if item.problem is not None:
                     continue
                 try:
                     facts = self._item_facts(item, record.timestamp)
                 except Exception:  # noqa: BLE001 - process() judges it again, and dead-letters what it raises
                     continue
-                self._judged[(record.partition, record.offset, item.index)] = facts
+                judged[at] = facts
                 if not gather or isinstance(facts, str) or (
                     self.partition_of is not None and self.partition_of(facts[0].customer_name) != record.partition
                 ):
@@ -212,20 +220,25 @@ class Processor:
         finally:
             self._decoded.clear()
             self._judged.clear()
+            self._closed.clear()
             self.dedup.end_batch()
             self._refreshed = False
         return result
 
     def _process_record(self, record: Record, result: BatchResult) -> None:
-        items = self._decoded.pop((record.partition, record.offset), None)
+        where = (record.partition, record.offset)
+        items = self._decoded.pop(where, None)
         if items is None:
             items = decode(record.value)
         if isinstance(items, str):
             result.dead_letters.append(DeadLetter(record, items))
             return
+        judged = self._judged.pop(where, None)
+        if judged is None or len(judged) != len(items):
+            judged = [None] * len(items)
         raw: list[bytes] | None = None
-        for item in items:
-            problem = self._take(record, item, result)
+        for item, facts in zip(items, judged, strict=True):
+            problem = self._take(record, item, facts, result)
             if problem is not None:
                 if item.index is not None and raw is None:
                     raw = item_values(record.value or b"") or []
@@ -234,12 +247,12 @@ class Processor:
                     value = raw[item.index]
                 result.dead_letters.append(DeadLetter(record, problem, item.index, value))
 
-    def _take(self, record: Record, item: Item, result: BatchResult) -> str | None:
-        """Judge and fold one item; returns why it is dead-lettered, or None."""
+    def _take(self, record: Record, item: Item, facts: list[FoldFact] | str | None, result: BatchResult) -> str | None:
+        """Judge (unless prepare() did: `facts`) and fold one item; returns why it is
+        dead-lettered, or None."""
         if item.problem is not None:
             return item.problem
         try:
-            facts = self._judged.pop((record.partition, record.offset, item.index), None)
             if facts is None:
                 facts = self._item_facts(item, record.timestamp)
             if isinstance(facts, str):
@@ -312,7 +325,7 @@ class Processor:
         )
         if accepted is None:
             return None
-        customer, meters = accepted
+        customer, meters, subscription = accepted
         facts: list[FoldFact] = []
         raw = m.value
         for meter in meters:
@@ -324,7 +337,8 @@ class Processor:
             else:
                 value = typed_value(raw, meter)[0]
             assert value is not None  # accepted() refuses what typed_value refuses
-            facts.append(FoldFact(customer, meter, series_key(meter, m.labels), value, at, m))
+            series = series_key(meter, m.labels) if meter.primary_labels else ""
+            facts.append(FoldFact(customer, meter, series, value, at, m, subscription))
         return facts
 
     def _facts(self, measurement: Measurement, received_at: datetime) -> list[Fact] | str:
@@ -341,24 +355,29 @@ class Processor:
         return facts
 
     def _apply(self, record: Record, pos: int, fact: FoldFact, result: BatchResult) -> None:
-        customer, meter, series, value, at, measurement = fact  # once: this runs per measurement
+        customer, meter, series, value, at, measurement, subscription = fact  # once: this runs per measurement
         catalog = self.catalog()
-        subscription = catalog.subscription_at(customer, at)
-        assert subscription is not None  # resolve() refuses a fact no subscription covers
+        if subscription is None:
+            subscription = catalog.subscription_at(customer, at)
+            assert subscription is not None  # resolve() refuses a fact no subscription covers
         plan = catalog.price_plans[subscription.price_plan_name]
         terms = self._terms(subscription, plan, at)
         period = terms.period
-        seen_key = dedup_key(customer, meter.name, measurement.id)
+        meter_name = meter.name
+        seen_key = customer + SEP + meter_name + SEP + measurement.id  # dedup_key
         first = self.dedup.first(seen_key, record.partition)
         if first is not None and first != pos:
             result.duplicates += 1
             return
-        closed = self.closed_through(customer, terms.subscription_key)
+        closed_key = (customer, terms.subscription_key)
+        closed = self._closed.get(closed_key)
+        if closed is None:  # asked once per batch: periods close between batches, not during one
+            closed = self._closed[closed_key] = self.closed_through(*closed_key)
         number = value if isinstance(value, Decimal) else _ZERO  # a STRING meter's value is text
         # Changed in place: insert() and fold() raise, if at all, before they change anything.
         changed: SeriesState | None  # what the series holds, if anything, until replaced below
         if is_order_dependent(meter):
-            key = series_table_key(customer, meter.name, series, None)
+            key = series_table_key(customer, meter_name, series, None)
             changed = self.series.get(key)
             if not isinstance(changed, Timeline):
                 changed = Timeline()
@@ -367,7 +386,7 @@ class Processor:
             # next increment, the later ones too.
             late = range(period.index, closed)
         else:
-            key = SEP.join([customer, meter.name, series, terms.start_text])  # series_table_key
+            key = SEP.join([customer, meter_name, series, terms.start_text])  # series_table_key
             ends = terms.trial_end
             if ends is not None and at < ends:
                 key += TRIAL_SUFFIX
@@ -387,8 +406,8 @@ class Processor:
         result.dirty_series.add(key)
         partition = record.partition
         result.raw_rows.append([
-            customer, meter.name, measurement.id, series, number, "" if value is number else value, at,
-            dict(measurement.labels), measurement.reset_total, record.topic, partition, record.offset, pos,
+            customer, meter_name, measurement.id, series, number, "" if value is number else value, at,
+            measurement.labels, measurement.reset_total, record.topic, partition, record.offset, pos,
         ])
         latest = result.max_event_time
         if partition not in latest or at > latest[partition]:
@@ -398,7 +417,7 @@ class Processor:
 def _as_fold_facts(facts: list[Fact] | str) -> list[FoldFact] | str:
     if isinstance(facts, str):
         return facts
-    return [FoldFact(f.customer_name, f.meter, f.series, f.value, f.time, f.measurement) for f in facts]
+    return [FoldFact(f.customer_name, f.meter, f.series, f.value, f.time, f.measurement, None) for f in facts]
 
 
 def _as_measurement(checked: Checked | None) -> Measurement:

@@ -144,6 +144,8 @@ class StateLog:
     _new_ids: dict[int, list[Any]] = field(default_factory=dict)
     # partition -> ids forgotten since the last flush (a dict: the log keeps their order)
     _removed_ids: dict[int, dict[str, None]] = field(default_factory=dict)
+    # The event time add_id() saw last, and its micros() (a datetime is immutable).
+    _last_micros: tuple[datetime | None, int] = (None, 0)
 
     # -- ids (dedup.LogDedup) ----------------------------------------------------------
     def first_carrier(self, key: str, partition: int) -> int | None:
@@ -154,7 +156,10 @@ class StateLog:
 
     def add_id(self, key: str, position: int, at: datetime | None, partition: int) -> None:
         """An id's first carrier, logged in bulk at the next flush (op "I")."""
-        at_micros = micros(at)
+        last_at, at_micros = self._last_micros
+        if at is not last_at:  # the items of an envelope mostly share one time object
+            at_micros = micros(at)
+            self._last_micros = (at, at_micros)
         ids = self.ids.get(partition)
         if ids is None:
             ids = self.ids[partition] = {}

@@ -39,7 +39,7 @@ from services.aggregator.writer import StoreWriter
 from services.infra import topics
 from services.infra.catalog_view import CatalogView
 from services.infra.clickhouse_store import apply_migrations, connect
-from services.infra.heap import limit_arenas, page_out_mapped, release_free_memory
+from services.infra.heap import collector_paused, limit_arenas, page_out_mapped, release_free_memory
 from services.infra.partitioning import customer_partition
 from services.infra.stop_deadline import StopDeadline
 from services.settings import Settings
@@ -159,7 +159,8 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
                 for records, upcoming in zip(runs, [*runs[1:], None], strict=True):
                     async with lock:  # taken per slice: period closes and lag gauges run between them
                         await loader.ensure_loaded({r.partition for r in records})
-                        await handler.handle(records, upcoming)
+                        with collector_paused():
+                            await handler.handle(records, upcoming)
             except Exception:  # noqa: BLE001 - any failure stops the worker unacked; fatal() logs it
                 fatal("measurement batch failed")
 

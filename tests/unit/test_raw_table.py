@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from unittest.mock import MagicMock
 
+import pyarrow as pa
 import pytest
 
 from services.aggregator import writer as writer_module
@@ -119,3 +120,35 @@ def test_total_rows_keep_their_values_to_the_width_of_the_widened_column() -> No
 def test_total_rows_of_another_width_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"total rows must hold the 8 columns"):
         totals_table([["acme", "api_calls", "", AT, AT, Decimal(1), 1]])
+
+
+def test_a_column_of_small_and_wide_values_keeps_each_exactly() -> None:
+    # The small ones alone go through int64 (writer._decimals); one wider value takes the
+    # whole column the other way, and neither may change a value.
+    wide = Decimal("99999999999999999999999999.999999999999")
+    negative = Decimal("-99999999999999999999999999.999999999999")
+    for values in ([Decimal(1), Decimal("12.5"), Decimal("-0.75")], [Decimal(1), wide, Decimal("12.50"), negative]):
+        stored = raw_table([row(value) for value in values]).column("value").to_pylist()
+        assert stored == values
+
+
+def test_values_seen_again_are_stored_as_the_first_time_whatever_their_spelling() -> None:
+    values = [Decimal("12.5"), Decimal("12.50"), Decimal("1.25E+1"), 3, Decimal(3), Decimal("3.000"), Decimal("12.5")]
+    stored = raw_table([row(value) for value in values]).column("value").to_pylist()
+    assert stored == [Decimal("12.5")] * 3 + [Decimal(3)] * 3 + [Decimal("12.5")]
+
+
+def test_instants_seen_again_in_other_zones_or_naive_are_read_as_pyarrow_reads_them() -> None:
+    naive = AT.replace(tzinfo=None)  # never written by the services; pyarrow reads it as UTC
+    elsewhere = AT.astimezone(timezone(timedelta(hours=-3)))
+    ats = [AT, elsewhere, naive, AT + timedelta(microseconds=1), AT]
+    got = raw_table([row(at=at) for at in ats]).column("event_time")
+    assert got.combine_chunks().equals(pa.array(ats, pa.timestamp("us", tz="UTC")))
+
+
+@pytest.mark.parametrize("value", [
+    Decimal("9223372.036854775807"), Decimal("9223372.036854775808"),  # 2**63 - 1 and 2**63 units
+    Decimal("-9223372.036854775808"), Decimal("-9223372.036854775809"),  # -2**63 and one below
+])
+def test_values_at_the_edge_of_64_bits_of_units_are_exact(value: Decimal) -> None:
+    assert raw_table([row(value), row(Decimal(1))]).column("value").to_pylist() == [value, Decimal(1)]
