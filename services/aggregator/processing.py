@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from services.aggregator.dedup import Dedup
 from services.aggregator.envelopes import Item, decode, item_values
+from services.aggregator.state_log import Tracked
 from services.infra import dead_letters
 from shared.catalog import Catalog
 from shared.folding import PeriodState, SeriesState, fold
@@ -217,6 +218,10 @@ class Processor:
         try:
             for record in records:
                 self._process_record(record, result)
+            if isinstance(self.series, Tracked):
+                # Every series the batch changed is among those it touched: marked in one
+                # set operation instead of a Python-level __setitem__ per measurement.
+                self.series.mark_changed(result.dirty_series)
         finally:
             self._decoded.clear()
             self._judged.clear()
@@ -378,7 +383,7 @@ class Processor:
         changed: SeriesState | None  # what the series holds, if anything, until replaced below
         if is_order_dependent(meter):
             key = series_table_key(customer, meter_name, series, None)
-            changed = self.series.get(key)
+            existing = changed = self.series.get(key)
             if not isinstance(changed, Timeline):
                 changed = Timeline()
             applied = insert(changed, at, number, measurement.reset_total, pos)
@@ -390,7 +395,7 @@ class Processor:
             ends = terms.trial_end
             if ends is not None and at < ends:
                 key += TRIAL_SUFFIX
-            changed = self.series.get(key)
+            existing = changed = self.series.get(key)
             if not isinstance(changed, PeriodState):
                 changed = PeriodState(period.end)
             applied = fold(changed, meter, value, pos)
@@ -399,7 +404,8 @@ class Processor:
         if first is None:
             self.dedup.remember(seen_key, pos, record.partition, at)
         if applied:
-            self.series[key] = changed
+            if changed is not existing:  # one changed in place is marked by process(), with the batch's others
+                self.series[key] = changed
             result.folded += 1
             for index in late:
                 result.late_periods.add((customer, terms.subscription_key, index))

@@ -105,6 +105,10 @@ class Tracked(MutableMapping[str, Any]):
         del self.data[key]
         self.changed.add(key)
 
+    def mark_changed(self, keys: Iterable[str]) -> None:
+        """These keys' values were changed in place (the value objects are mutable)."""
+        self.changed.update(keys)
+
     def __contains__(self, key: object) -> bool:
         return key in self.data
 

@@ -40,7 +40,7 @@ from services.infra import topics
 from services.infra.catalog_view import CatalogView
 from services.infra.clickhouse_store import apply_migrations, connect
 from services.infra.heap import collector_paused, limit_arenas, page_out_mapped, release_free_memory
-from services.infra.partitioning import customer_partition
+from services.infra.partitioning import CustomerPartitions
 from services.infra.stop_deadline import StopDeadline
 from services.settings import Settings
 from shared.resolution import Limits
@@ -88,8 +88,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
     started = datetime.now(UTC)
     faults = Faults.from_environment()
 
-    def partition_of(customer: str) -> int:
-        return customer_partition(customer, settings.kafka.partitions)
+    partition_of = CustomerPartitions(settings.kafka.partitions).__getitem__
 
     state = StateLog(partitions=settings.kafka.partitions, partition_of=partition_of)
     dedup = dedup_for(settings, state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from datetime import UTC, datetime, timedelta
@@ -12,11 +13,13 @@ import pytest
 
 from services.aggregator.dedup import IdFilter, StoreDedup
 from services.aggregator.processing import Processor, Record, position
+from services.aggregator.state_log import StateLog
 from shared.catalog import Catalog, parse_catalog
 from shared.folding import PeriodState, to_units
 from shared.money import decimal_text
 from shared.resolution import Limits
 from shared.series_keys import SEP, dedup_key, parse_series_table_key, series_table_key
+from tests.unit.test_state_log import Changelog
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 SUB = "acme@2026-01-01T00:00:00+00:00"
@@ -398,3 +401,22 @@ def test_what_a_prepare_left_unused_is_dropped_by_the_next_prepare() -> None:
     assert set(p._decoded) == {(0, 5)}
     result = p.process([record(0, {"id": "a", "value": "x"})])  # the same position, read afresh
     assert (result.folded, len(result.dead_letters)) == (0, 1)
+
+
+@pytest.mark.parametrize("meter", ["api_calls", "storage_gb"])  # a period state; a timeline (a gauge)
+def test_a_series_changed_in_place_by_a_later_batch_reaches_the_state_log(meter: str) -> None:
+    """The fold changes a known series' state in place without setting it again; the
+    batch's touched series are marked changed at its end, so the next flush writes them."""
+    document = {**DOCUMENT, "meters": [*DOCUMENT["meters"], {
+        "name": "storage_gb", "event_name": "storage", "meter_type": "GAUGE", "aggregation": "MAX"}]}
+    state = StateLog(partitions=1, partition_of=lambda customer: 0)
+    p = make_processor(series=state.series, catalog=make_catalog(document))  # type: ignore[arg-type]
+    log = Changelog()
+    for offset in range(3):
+        p.process([record(offset, usage(f"id-{offset}", offset + 1, meter_name=meter))])
+        asyncio.run(state.flush(log.send))
+    again = StateLog(partitions=1, partition_of=lambda customer: 0)
+    again.load(0, log.compacted())
+    [key] = list(state.series)
+    assert again.series[key].to_json() == state.series[key].to_json()
+    assert again.series[key].to_json() != PeriodState(NOW).to_json()
