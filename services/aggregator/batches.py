@@ -8,7 +8,8 @@ tests/e2e/test_crash_points.py kills the worker at each step):
   1. store: raw rows, absolute totals and watermarks to ClickHouse (idempotent: rows are
      keyed by identity and versioned by position), in a thread so the loop keeps going;
      meanwhile the next batch is decoded and judged (Processor.prepare, which changes no
-     state): the engine releases the GIL, so the two share the machine's cores;
+     state): the rows are made Arrow tables first, on the loop's thread, and the engine's
+     insert releases the GIL, so the two run on the machine's two cores at once;
   2. state: the batch's changes appended to the state log and delivered (acks=all);
   3. offsets: only then does the handler return; Faust acks the batch's records and
      commits their offsets. Records replayed from before the commit are recognised by
@@ -34,7 +35,7 @@ from services.aggregator.outbox import Outbox
 from services.aggregator.processing import DeadLetter, Processor, Record
 from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
-from services.aggregator.writer import StoreWriter
+from services.aggregator.writer import StoreBatch, StoreWriter
 from services.infra.partitioning import partition_key
 from shared.metrics_labels import field_label
 from shared.models.json_types import format_utc
@@ -100,9 +101,9 @@ class BatchHandler:
             self.index.add(key)
         totals = self.projection.rows_of(result.dirty_series, now)
         marks = self._watermark_rows(records, result.max_event_time, now)
+        batch = StoreBatch.of(result.raw_rows, totals, marks)
         # Submitted now (asyncio.to_thread would start the thread only at the next await).
-        stored = asyncio.get_running_loop().run_in_executor(
-            None, self.writer.write_batch, result.raw_rows, totals, marks)
+        stored = asyncio.get_running_loop().run_in_executor(None, self.writer.write_batch, batch)
         try:
             if upcoming is not None:
                 self._prepared = (upcoming, self.processor.prepare(upcoming))

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Context, Decimal
 from typing import Any, TypeVar
@@ -143,6 +144,23 @@ def _timestamps(values: list[datetime], kind: pa.TimestampType) -> pa.Array:
     return pa.array(micros, pa.int64()).cast(kind)
 
 
+@dataclass(frozen=True)
+class StoreBatch:
+    """One batch's rows for the store, the raw and total rows already Arrow tables."""
+
+    raw: pa.Table | None
+    totals: pa.Table | None
+    watermarks: list[list[Any]]
+
+    @classmethod
+    def of(cls, raw: list[list[Any]], totals: list[list[Any]], watermarks: list[list[Any]]) -> StoreBatch:
+        """Converted on the caller's thread: the conversion reads Python objects, holding
+        the GIL, while the engine's insert (in the writer's thread) releases it. So the
+        worker's loop can prepare the next batch during the insert without the two
+        threads taking turns at the GIL (services/aggregator/batches.py)."""
+        return cls(raw_table(raw) if raw else None, totals_table(totals) if totals else None, watermarks)
+
+
 class StoreWriter:
     def __init__(self, client: Client, attempts: int = 5) -> None:
         self._client = client
@@ -181,24 +199,27 @@ class StoreWriter:
 
     def write_raw(self, rows: list[list[Any]]) -> None:
         if rows:
-            # Converted inside each attempt, as the row insert encoded inside its own.
-            table = "measurements"
-            self._retrying(table, len(rows), lambda: self._client.insert_arrow(table, raw_table(rows)))
+            self._insert_table("measurements", raw_table(rows))
 
     def write_totals(self, rows: list[list[Any]]) -> None:
         if rows:
-            table = "period_totals"
-            self._retrying(table, len(rows), lambda: self._client.insert_arrow(table, totals_table(rows)))
+            self._insert_table("period_totals", totals_table(rows))
+
+    def _insert_table(self, name: str, table: pa.Table) -> None:
+        # A value the conversion refuses fails before any attempt: it would fail every one.
+        self._retrying(name, table.num_rows, lambda: self._client.insert_arrow(name, table))
 
     def write_watermarks(self, rows: list[list[Any]]) -> None:
         if rows:
             self._retrying("watermarks", len(rows), lambda: self._insert("watermarks", rows, WATERMARK_COLUMNS))
 
-    def write_batch(self, raw: list[list[Any]], totals: list[list[Any]], watermarks: list[list[Any]]) -> None:
+    def write_batch(self, batch: StoreBatch) -> None:
         """One batch's rows, raw rows first (blocking: callers run it in a thread)."""
-        self.write_raw(raw)
-        self.write_totals(totals)
-        self.write_watermarks(watermarks)
+        if batch.raw is not None:
+            self._insert_table("measurements", batch.raw)
+        if batch.totals is not None:
+            self._insert_table("period_totals", batch.totals)
+        self.write_watermarks(batch.watermarks)
 
     def write_invoices(self, rows: list[list[Any]]) -> None:
         if rows:

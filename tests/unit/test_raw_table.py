@@ -16,7 +16,7 @@ import pytest
 
 from services.aggregator import writer as writer_module
 from services.aggregator.processing import RAW_COLUMNS
-from services.aggregator.writer import TOTAL_COLUMNS, StoreWriter, raw_table, totals_table
+from services.aggregator.writer import TOTAL_COLUMNS, StoreBatch, StoreWriter, raw_table, totals_table
 
 AT = datetime(2026, 1, 5, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -89,7 +89,9 @@ def test_rows_of_another_width_are_refused_by_name() -> None:
         raw_table([row(), row()[:-1]])
 
 
-def test_a_failed_conversion_is_retried_like_a_failed_insert(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_value_that_cannot_be_converted_fails_the_write_and_a_failed_insert_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(writer_module.time, "sleep", lambda seconds: None)
     client = MagicMock()
     writer = StoreWriter(client, attempts=3)
@@ -152,3 +154,18 @@ def test_instants_seen_again_in_other_zones_or_naive_are_read_as_pyarrow_reads_t
 ])
 def test_values_at_the_edge_of_64_bits_of_units_are_exact(value: Decimal) -> None:
     assert raw_table([row(value), row(Decimal(1))]).column("value").to_pylist() == [value, Decimal(1)]
+
+
+def test_a_store_batch_writes_raw_rows_then_totals_then_watermarks_and_skips_what_is_empty() -> None:
+    client = MagicMock()
+    writer = StoreWriter(client)
+    end = AT + timedelta(days=31)
+    totals = [["acme", "api_calls", "", AT, end, Decimal(5), 2, 9]]
+    marks = [["m", 3, AT, AT, 17]]
+    writer.write_batch(StoreBatch.of([row()], totals, marks))
+    assert [c.args[0] for c in client.insert_arrow.call_args_list] == ["measurements", "period_totals"]
+    assert client.insert_arrow.call_args_list[1].args[1].column("value").to_pylist() == [Decimal(5)]
+    assert client.method_calls[-1][0] in ("insert", "create_insert_context")  # the watermarks, last
+    client.reset_mock()
+    writer.write_batch(StoreBatch.of([], [], []))
+    assert client.method_calls == []
