@@ -155,10 +155,12 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             try:
                 runs = list(slices([_record(e.message) for e in events], settings.limits.aggregator_slice_bytes))
-                for records, upcoming in zip(runs, [*runs[1:], None], strict=True):
-                    async with lock:  # taken per slice: period closes and lag gauges run between them
-                        await loader.ensure_loaded({r.partition for r in records})
-                        with collector_paused():
+                # Paused for the whole take: re-enabled between two slices, it walked the
+                # next slice's items, prepared and alive, every time.
+                with collector_paused():
+                    for records, upcoming in zip(runs, [*runs[1:], None], strict=True):
+                        async with lock:  # taken per slice: period closes and lag gauges run between them
+                            await loader.ensure_loaded({r.partition for r in records})
                             await handler.handle(records, upcoming)
             except Exception:  # noqa: BLE001 - any failure stops the worker unacked; fatal() logs it
                 fatal("measurement batch failed")

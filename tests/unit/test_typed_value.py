@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -36,6 +37,35 @@ def test_the_shortcut_answers_what_the_full_check_answers(meter: Meter, monkeypa
     texts = EDGES + [_random_text(rng) for _ in range(3_000)]
     fast = [typed_value(text, meter) for text in texts]
     monkeypatch.setattr(resolution, "_PLAIN_NUMBER", re.compile(r"(?!)"))  # matches nothing
+    monkeypatch.setattr(resolution, "_TYPED_TEXTS", {})  # nothing remembered from the first pass
     full = [typed_value(text, meter) for text in texts]
     assert fast == full
     assert any(problems for _, problems in full) and any(not problems for _, problems in full)
+
+
+@pytest.mark.parametrize("meter", METERS, ids=lambda m: m.name)
+def test_a_text_judged_again_gets_the_answer_it_got_the_first_time(meter: Meter,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resolution, "_TYPED_TEXTS", {})
+    texts = EDGES + [_random_text(random.Random(5)) for _ in range(200)]
+    first = [typed_value(text, meter) for text in texts]
+    assert [typed_value(text, meter) for text in texts] == first
+    monkeypatch.setattr(resolution, "_TYPED_TEXTS", {})
+    assert [resolution._number(text, meter) for text in texts] == first
+
+
+def test_a_remembered_text_is_judged_anew_for_a_meter_that_reads_it_differently() -> None:
+    calls, gauge = Meter(name="calls"), Meter(name="level", meter_type="GAUGE", data_type="FLOAT")
+    assert typed_value("-1.5", gauge) == (Decimal("-1.5"), [])
+    assert typed_value("-1.5", calls)[1]  # refused: not whole, and negative on a counter
+    assert typed_value("-1.5", Meter(name="other"))[1][0][1].endswith("'other'")  # worded with its own name
+    problems = typed_value("abc", calls)[1]
+    problems.append(("x", "y"))  # a caller's list is its own: the next answer is unchanged
+    assert typed_value("abc", calls)[1] == [("value", "must be a number for INT meter 'calls'")]
+
+
+def test_the_remembered_texts_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resolution, "_TYPED_TEXTS", {})
+    for n in range(resolution._TYPED_TEXTS_KEPT * 2 + 3):
+        typed_value(str(n), METERS[0])
+    assert len(resolution._TYPED_TEXTS) <= resolution._TYPED_TEXTS_KEPT
