@@ -242,9 +242,8 @@ class Processor:
         if judged is None or len(judged) != len(items):
             judged = [None] * len(items)
         raw: list[bytes] | None = None
-        catalog = self.catalog()  # once a record (the view updates its one catalog in place)
         for item, facts in zip(items, judged, strict=True):
-            problem = self._take(record, item, facts, catalog, result)
+            problem = self._take(record, item, facts, result)
             if problem is not None:
                 if item.index is not None and raw is None:
                     raw = item_values(record.value or b"") or []
@@ -253,8 +252,7 @@ class Processor:
                     value = raw[item.index]
                 result.dead_letters.append(DeadLetter(record, problem, item.index, value))
 
-    def _take(self, record: Record, item: Item, facts: list[FoldFact] | str | None, catalog: Catalog,
-              result: BatchResult) -> str | None:
+    def _take(self, record: Record, item: Item, facts: list[FoldFact] | str | None, result: BatchResult) -> str | None:
         """Judge (unless prepare() did: `facts`) and fold one item; returns why it is
         dead-lettered, or None."""
         if item.problem is not None:
@@ -272,7 +270,7 @@ class Processor:
                 return None
             pos = record.offset * ITEMS_PER_RECORD + (item.index or 0)  # position(), inlined
             for fact in facts:
-                self._apply(record, pos, fact, catalog, result)
+                self._apply(record, pos, fact, result)
         except Exception as error:  # a bug or an input no rule foresaw: never a crash loop
             log.exception("could not fold %s[%d]@%d item %s", record.topic, record.partition, record.offset, item.index)
             return f"unprocessable: {type(error).__name__}: {str(error)[:200]}"
@@ -361,8 +359,9 @@ class Processor:
             return "; ".join(f"{f}: {r}" for f, r in problems)
         return facts
 
-    def _apply(self, record: Record, pos: int, fact: FoldFact, catalog: Catalog, result: BatchResult) -> None:
+    def _apply(self, record: Record, pos: int, fact: FoldFact, result: BatchResult) -> None:
         customer, meter, series, value, at, measurement, subscription = fact  # once: this runs per measurement
+        catalog = self.catalog()  # per fact: judging it may have caught up with a newer catalog
         if subscription is None:
             subscription = catalog.subscription_at(customer, at)
             assert subscription is not None  # resolve() refuses a fact no subscription covers
