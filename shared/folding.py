@@ -40,6 +40,13 @@ def to_units(number: Decimal) -> int:
     return units
 
 
+# Values already converted to units: usage repeats its values (1, 3, 12.5), and to_units
+# cost 0.3 µs a measurement. Equal values are one key whatever their spelling (12.5 and
+# 12.50), and they have the same units. Full, it starts over.
+_UNITS: dict[Decimal | str, int] = {}
+_UNITS_KEPT = 4096
+
+
 def from_units(units: int) -> Decimal:
     return Decimal(units).scaleb(-FRACTION_DIGITS, _EXACT)
 
@@ -114,7 +121,12 @@ def fold(state: PeriodState, meter: Meter, value: Decimal | str, position: int) 
     elif aggregation == "COUNT":
         new = (state.events + 1) * UNIT
     else:
-        units = to_units(value if isinstance(value, Decimal) else Decimal(value))
+        units = _UNITS.get(value)
+        if units is None:
+            units = to_units(value if isinstance(value, Decimal) else Decimal(value))
+            if len(_UNITS) >= _UNITS_KEPT:
+                _UNITS.clear()
+            _UNITS[value] = units
         if aggregation == "SUM":
             new = state.units + units
         elif state.events == 0:

@@ -177,3 +177,29 @@ def test_the_end_of_a_state_is_written_as_its_utc_instant_however_often_and_in_w
         later = end + timedelta(days=days)
         assert PeriodState(later).to_json()[3] == later.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert len(folding._END_TEXTS) <= folding._END_TEXTS_KEPT
+
+
+@pytest.mark.parametrize("aggregation", ["SUM", "MAX", "MIN"])
+def test_values_seen_again_fold_as_the_first_time_whatever_their_spelling(aggregation: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(folding, "_UNITS", {})
+    values = [D("12.5"), D("12.50"), "12.5", D("1.25E+1"), D(-3), D("-3.000"), "-3", D("0.000000000001")]
+    remembered = folded(meter(aggregation), values)
+    monkeypatch.setattr(folding, "_UNITS_KEPT", 0)  # only the last value stays remembered
+    assert folded(meter(aggregation), values).to_json() == remembered.to_json()
+
+
+def test_a_value_with_too_many_places_is_refused_every_time_and_changes_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(folding, "_UNITS", {})
+    state = folded(meter("SUM"), [D(1)])
+    for attempt in range(2):
+        with pytest.raises(ValueError, match="more than 12 decimal places"):
+            fold(state, meter("SUM"), D("0.0000000000001"), 5 + attempt)
+    assert (state.value, state.events, state.applied) == (D(1), 1, 0)
+
+
+def test_the_remembered_units_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(folding, "_UNITS", {})
+    folded(meter("SUM"), [D(n) for n in range(folding._UNITS_KEPT * 2 + 3)])
+    assert len(folding._UNITS) <= folding._UNITS_KEPT
