@@ -127,6 +127,12 @@ class BatchHandler:
         EVENTS.labels("dead_lettered").inc(len(result.dead_letters))
         EVENTS.labels("forwarded").inc(len(result.forwards))
 
+    def forget_prepared(self) -> None:
+        """Drop the slice prepared ahead (on a revocation): its dedup suspects were gathered
+        against filters that a partition coming back rebuilds from the store, with the ids
+        another worker stored meanwhile. handle() prepares it again."""
+        self._prepared = None
+
     def _watermark_rows(
         self, records: list[Record], max_event_time: dict[int, datetime], now: datetime,
     ) -> list[list[Any]]:

@@ -171,6 +171,7 @@ def build(settings: Settings, bootstrap: str) -> Declarations:
             partitions = {tp.partition for tp in revoked if tp.topic == measurements_topic}
             faults.reached("on_revoke", len(partitions))
             loader.forget(partitions)
+            handler.forget_prepared()
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
     async def tick() -> None:
