@@ -14,22 +14,24 @@ time goes through the model's own date-time validator.
 `json.loads` and `check`: msgspec decodes into `_Sent`, applying the type and length
 rules in C, and `_check_sent` applies the rest. Whatever msgspec refuses, the caller
 hands to `json.loads` and `check` as before, so msgspec only ever narrows what this
-fast path accepts. tests/unit/test_measurement_check.py holds the two to the same
+fast path accepts. tests/unit/test_measurement_check_json.py holds the two to the same
 answers.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import msgspec
 
 from shared.models.json_types import utc_datetime
 from shared.models.limits import MAX_ID_LENGTH, MAX_LABEL_LENGTH, MAX_LABELS, MAX_NAME_LENGTH, MAX_VALUE_LENGTH
 
+T = TypeVar("T")
 _FIELDS = frozenset({"id", "meter_name", "event_name", "customer_name", "value", "time", "labels", "reset_total"})
 _NO_LABELS: dict[str, str] = {}
 # The model refuses control characters in names and labels (measurement._CONTROL_CHARACTER), and
@@ -113,11 +115,9 @@ def check(raw: Any) -> Checked | None:
     elif type(sent_time) is not str:
         return None
     else:
-        known = _TIMES.get(sent_time)
+        known = _TIMES.get(sent_time) or _read_time(sent_time)
         if known is None:
-            known = _read_time(sent_time)
-            if known is None:
-                return None
+            return None
         time, time_text = known
     labels = get("labels", _NO_LABELS)
     if type(labels) is not dict:
@@ -193,9 +193,14 @@ def check_json(value: bytes) -> Checked | list[Checked] | None:
         return None
     if not isinstance(sent, list):
         return _check_sent(sent)
+    return each_checked(sent, _check_sent)
+
+
+def each_checked(items: Sequence[T], check_one: Callable[[T], Checked | None]) -> list[Checked] | None:
+    """`check_one` of every item, or None at the first it refuses."""
     checked = []
-    for each in sent:
-        item = _check_sent(each)
+    for each in items:
+        item = check_one(each)
         if item is None:
             return None
         checked.append(item)
@@ -229,11 +234,9 @@ def _check_sent(sent: _Sent) -> Checked | None:
     if sent_time is None:
         time = time_text = None
     else:
-        known = _TIMES.get(sent_time)
+        known = _TIMES.get(sent_time) or _read_time(sent_time)
         if known is None:
-            known = _read_time(sent_time)
-            if known is None:
-                return None
+            return None
         time, time_text = known
     labels = sent.labels
     if labels is msgspec.UNSET:

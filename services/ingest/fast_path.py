@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.catalog import Catalog
-from shared.measurement_check import Checked, check
+from shared.measurement_check import Checked, check, each_checked
 from shared.models.measurement import record_json, record_time_text, value_text
 from shared.resolution import CatalogIndex, CatalogIndexes, Limits
 
@@ -31,13 +31,7 @@ __all__ = ["Checked", "FastPath", "check", "check_all", "encode_all", "judge_all
 
 
 def check_all(raw_items: Sequence[Any]) -> list[Checked] | None:
-    checked = []
-    for raw in raw_items:
-        item = check(raw)
-        if item is None:
-            return None
-        checked.append(item)
-    return checked
+    return each_checked(raw_items, check)
 
 
 def judge_all(checked: list[Checked], index: CatalogIndex, received_at: datetime, limits: Limits) -> list[str] | None:
