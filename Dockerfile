@@ -23,7 +23,14 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY deploy/clickhouse ./deploy/clickhouse
+COPY scripts/build_native.py ./scripts/build_native.py
+# The aggregator's hot path compiled to C (services/infra/native.py), with a compiler
+# installed for this step only; build/ keeps just the record of what was compiled.
 RUN pip install --no-deps --no-build-isolation -e . \
+    && apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && python scripts/build_native.py \
+    && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
+    && find build -mindepth 1 -not -name native-sources.json -delete \
     && python -m compileall -q shared services \
     && metering --help >/dev/null
 

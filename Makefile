@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test up bench stress stress-unique lint typecheck schemas clean lock
+.PHONY: demo test up bench stress stress-unique lint typecheck schemas clean lock native
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,19 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-demo: $(STAMP)
+demo: native
 	$(BIN)/metering demo
 
-up: $(STAMP)
+# The aggregator's hot path compiled to C by mypyc (services/infra/native.py says which
+# modules and why); fast when nothing changed. `$(BIN)/python scripts/build_native.py --clean`
+# removes it, and the same sources run as Python.
+native: $(STAMP)
+	$(BIN)/python scripts/build_native.py
+
+up: native
 	$(BIN)/metering up
 
-test: lint
+test: lint native
 	$(BIN)/metering kafka fetch
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -30,18 +36,18 @@ lint: $(STAMP)
 	$(BIN)/python -m mypy
 
 # Throughput, latency and memory on this machine (docs/benchmarks.md); BENCH_ARGS=--quick for a short run.
-bench: $(STAMP)
+bench: native
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Crash safety, repeated: N runs of the SIGKILL exactness tests, prints "K of N exact" (not in CI).
 N ?= 25
-stress: $(STAMP)
+stress: native
 	$(BIN)/metering kafka fetch
 	$(BIN)/python scripts/stress.py --runs $(N)
 
 # Issue 11's UNIQUE_COUNT proof at full size: 1,000,000 distinct values in one series,
 # counted exactly through a SIGKILL (about 5 minutes here; CI runs the 200,000-value case).
-stress-unique: $(STAMP)
+stress-unique: native
 	$(BIN)/metering kafka fetch
 	METERING_STRESS=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider "tests/e2e/test_unique_count_scale.py::test_distinct_values_are_counted_exactly_through_a_sigkill[1000000]"
 
@@ -61,3 +67,4 @@ lock:
 
 clean:
 	rm -rf $(VENV) .cache .metering
+	$(PYTHON) scripts/build_native.py --clean

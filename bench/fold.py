@@ -25,7 +25,7 @@ from confluent_kafka import Producer
 from bench.catalog import METERS, publish_bench_catalog
 from bench.pipeline import aggregator_lag, bench_settings, produce_all, store_totals, wait_accepted
 from bench.procs import CpuMeter, cpu_seconds, memory_kib, python_thread_cpu_seconds
-from services.infra import topics
+from services.infra import native, topics
 from services.infra.kafka_config import producer_config
 from services.infra.stack import Stack
 from services.ingest.envelopes import pack
@@ -109,4 +109,5 @@ def measure(bootstrap: str, root: Path, customers: int, measurements: int, timeo
         "aggregator_cpu_cores": cores["aggregator"], "peak_rss_mib": memory.get("VmHWM", 0) / 1024,
         "cpu_us_per_measurement": cpu_spent / measurements * 1e6,
         "python_threads_cpu_us_per_measurement": python_spent / measurements * 1e6,
+        "hot_path": native.describe(),  # compiled or not (services/infra/native.py)
     }

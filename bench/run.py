@@ -661,7 +661,7 @@ def _fold_row(key: str, variant: str, f: dict[str, Any], consume: float | None) 
         f"{f.get('totals_exact', 0)} of {f.get('totals_checked', 0)} totals exact, "
         f"{f.get('aggregator_cpu_cores', 0):.2f} cores, CPU {f.get('cpu_us_per_measurement', 0):.1f} µs/meas "
         f"({f.get('python_threads_cpu_us_per_measurement', 0):.1f} in Python threads), "
-        f"METERING_DEDUP_IDS={f.get('dedup_ids', '-')}"
+        f"METERING_DEDUP_IDS={f.get('dedup_ids', '-')}; {f.get('hot_path', 'hot path not recorded')}"
         + ("" if f.get("drained", True) else "; NOT drained (folded so far)"),
     )
 

@@ -16,11 +16,24 @@ from pathlib import Path
 
 import pytest
 
+from services.infra import native
 from services.infra.kafka_broker import LocalKafkaBroker
 from services.settings import Settings
 from tests.support.pipeline import pipeline_settings as pipeline_settings_for
 
 USE_DOCKER = os.environ.get("METERING_TEST_DOCKER") == "1"
+
+
+def pytest_report_header() -> str:
+    return native.describe()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A compiled module built from an older source would be tested instead of the source.
+    stale = native.stale()
+    if stale:
+        pytest.exit(f"compiled from older source: {', '.join(stale)}; run `make native` "
+                    "(or scripts/build_native.py --clean to test the sources as Python)", returncode=4)
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +129,6 @@ class IdFilter:
 
 @dataclass
 class StoreDedup:
-    asks_store: ClassVar[bool] = True  # suspects() may name ids to look up
     filter_bytes: int
     recent_capacity: int
     filters: dict[int, IdFilter] = field(default_factory=dict)
@@ -138,6 +137,10 @@ class StoreDedup:
     # partition -> ids remembered in this batch, added to its filter at the batch's end in
     # one pass (the filter is only asked in prepare(), before the next batch).
     _unfiltered: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def asks_store(self) -> bool:  # a property, not a ClassVar: mypyc's dataclasses take that for a field
+        return True  # suspects() may name ids to look up
 
     def first(self, key: str, partition: int) -> int | None:
         """The first carrier's position, or None for an id new in the window (`partition`
@@ -198,9 +201,12 @@ class LogDedup:
     """Every id of the window in the state log's `ids` (per partition: dedup key -> first
     position and event time), which housekeeping trims to the window (ticks.py)."""
 
-    asks_store: ClassVar[bool] = False  # every id it knows is in memory: no suspects to gather
     state: StateLog
     answers: dict[str, int] = field(default_factory=dict)  # never filled: nothing to look up
+
+    @property
+    def asks_store(self) -> bool:
+        return False  # every id it knows is in memory: no suspects to gather
 
     def first(self, key: str, partition: int) -> int | None:
         return self.state.first_carrier(key, partition)

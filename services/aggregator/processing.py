@@ -25,6 +25,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from mypy_extensions import mypyc_attr
+
 from services.aggregator.dedup import Dedup
 from services.aggregator.envelopes import Item, decode, item_values
 from services.aggregator.state_log import Tracked
@@ -137,6 +139,8 @@ class BatchResult:
     max_event_time: dict[int, datetime] = field(default_factory=dict)
 
 
+# Compiled (services/infra/native.py); tests subclass it to watch its steps.
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass
 class Processor:
     catalog: Callable[[], Catalog]
@@ -149,7 +153,7 @@ class Processor:
     partition_of: Callable[[str], int] | None = None
     _periods: dict[Any, tuple[Period, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _subscription_terms: dict[int, Terms] = field(default_factory=dict, init=False, repr=False, compare=False)
-    _refreshed: bool = field(default=False, init=False, repr=False, compare=False)
+    _refreshed: bool = field(init=False, repr=False, compare=False)
     # What prepare() decoded and judged, for process() to use instead of doing it twice.
     _decoded: dict[tuple[int, int], list[Item] | str] = field(default_factory=dict, init=False, repr=False)
     # (partition, offset) -> per item of the record: its facts, why it is refused, or None
@@ -157,13 +161,16 @@ class Processor:
     _judged: dict[tuple[int, int], list[list[FoldFact] | str | None]] = field(
         default_factory=dict, init=False, repr=False)
     # The catalog _judged was judged against: process() judges again after any change.
-    _judged_against: tuple[Catalog | None, int] = field(default=(None, -1), init=False, repr=False, compare=False)
+    _judged_against: tuple[Catalog | None, int] = field(init=False, repr=False, compare=False)
     _indexes: CatalogIndexes = field(init=False, repr=False, compare=False)
     # This batch's closed_through answers, by (customer, subscription key).
     _closed: dict[tuple[str, str], int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._indexes = CatalogIndexes(self.catalog)
+        # Set here, not as field defaults: mypyc's dataclasses leave init=False defaults unset.
+        self._refreshed = False
+        self._judged_against = (None, -1)
 
     def prepare(self, records: list[Record]) -> list[str]:
         """Decode and judge a batch ahead of process(); returns the dedup keys only the

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from services.infra.partitioning import PARTITION_PREFIX, SEPARATOR
 from shared.folding import PeriodState, SeriesState, series_state_from_json
@@ -127,6 +128,8 @@ class _PartitionLog:
     checkpoint_bytes: int = 0  # size of the live state at the last checkpoint
 
 
+# Compiled (services/infra/native.py); bench/state_log_ids.py subclasses it to time its checkpoints.
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass
 class StateLog:
     """series / seen / marks / clock of the partitions this worker owns, and their log."""

@@ -36,7 +36,7 @@ from services.aggregator.projection import Projection
 from services.aggregator.state_log import StateLog
 from services.aggregator.ticks import COMPACTION_MARGIN, Ticker
 from services.aggregator.writer import StoreWriter
-from services.infra import topics
+from services.infra import native, topics
 from services.infra.catalog_view import CatalogView
 from services.infra.clickhouse_store import apply_migrations, connect
 from services.infra.heap import collector_paused, limit_arenas, page_out_mapped, release_free_memory
@@ -269,6 +269,9 @@ class BoundedStopWorker(faust.Worker):
 
 
 def run(settings: Settings, bootstrap: str) -> None:
+    if native.stale():  # an extension built from an older source would run instead of the code on disk
+        raise SystemExit(f"aggregator: {native.describe()}")
+    log.info("aggregator: %s", native.describe())
     gc.set_threshold(*GC_THRESHOLDS)
     limit_arenas(MALLOC_ARENAS)
     declarations = build(settings, bootstrap)
